@@ -1,0 +1,3 @@
+"""mailflow-analyzer: offline analysis of Exchange Online mail flow."""
+
+__version__ = "0.1.0"
