@@ -1,0 +1,112 @@
+"""Read published IP range files into ``(prefix, label)`` pairs for a `PrefixTable`.
+
+Formats are recognized from content (a ``.gz`` file is decompressed first):
+
+* Azure service tags JSON (``values[].properties.addressPrefixes``; label: the tag name),
+* AWS ``ip-ranges.json`` (``prefixes[].ip_prefix``, ``ipv6_prefixes[].ipv6_prefix``; label: service),
+* Google Cloud ``cloud.json`` (``prefixes[].ipv4Prefix / ipv6Prefix``; label: scope),
+* RouteViews ``pfx2as`` (``prefix<TAB>length<TAB>asn``; label: the AS field as written),
+* CSV with a ``prefix,<label>`` header (``#`` comment lines allowed),
+* a plain list of one prefix per line (label: the file's name without extensions).
+
+Prefix text is passed through unparsed: `PrefixTable` validates it and names the pair that fails.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from analyzer.errors import AnalyzerError
+
+__all__ = ["RangeFileError", "label_codes", "read_ranges"]
+
+
+class RangeFileError(AnalyzerError, ValueError):
+    """A range file whose format is not recognized or whose content is malformed."""
+
+
+def _text(path: Path) -> str:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return raw.decode("utf-8-sig")
+
+
+def read_ranges(path: str | Path) -> list[tuple[str, str]]:
+    """All ``(prefix, label)`` pairs of one range file, in file order (duplicates kept)."""
+    path = Path(path)
+    text = _text(path)
+    stripped = text.lstrip()
+    if stripped.startswith("{"):
+        return _read_json(path, json.loads(text))
+    lines = text.splitlines()
+    content = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+    if not content:
+        return []
+    first_no, first = content[0]
+    if "\t" in first:
+        return _read_pfx2as(path, content)
+    if "," in first:
+        return _read_csv(path, content)
+    stem = path.name.split(".")[0]
+    return [(line.strip(), stem) for _, line in content]
+
+
+def _read_json(path: Path, doc: object) -> list[tuple[str, str]]:
+    if isinstance(doc, dict) and isinstance(doc.get("values"), list):  # Azure service tags
+        return [
+            (prefix, str(tag.get("name", "")))
+            for tag in doc["values"]
+            for prefix in (tag.get("properties") or {}).get("addressPrefixes") or []
+        ]
+    if isinstance(doc, dict) and isinstance(doc.get("prefixes"), list):
+        pairs: list[tuple[str, str]] = []
+        for entry in doc["prefixes"] + list(doc.get("ipv6_prefixes") or []):
+            prefix = (entry.get("ip_prefix") or entry.get("ipv6_prefix")  # AWS
+                      or entry.get("ipv4Prefix") or entry.get("ipv6Prefix"))  # Google
+            label = entry.get("service") if "ip_prefix" in entry or "ipv6_prefix" in entry else entry.get("scope")
+            if prefix:
+                pairs.append((prefix, str(label or "")))
+        return pairs
+    raise RangeFileError(
+        "unrecognized JSON range file",
+        expected="Azure service tags, AWS ip-ranges or Google cloud.json",
+        got="another JSON document",
+        where=str(path),
+    )
+
+
+def _read_pfx2as(path: Path, content: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    pairs = []
+    for number, line in content:
+        fields = line.rstrip("\r\n").split("\t")
+        if len(fields) != 3:
+            raise RangeFileError("malformed pfx2as line", expected="prefix<TAB>length<TAB>asn",
+                                 got=f"{len(fields)} fields", where=f"{path}:{number}")
+        pairs.append((f"{fields[0]}/{fields[1]}", fields[2].strip()))
+    return pairs
+
+
+def _read_csv(path: Path, content: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    header_no, header = content[0]
+    columns = [c.strip().lower() for c in header.split(",")]
+    if not columns or columns[0] not in ("prefix", "cidr", "network", "ip_prefix"):
+        raise RangeFileError("unrecognized CSV range file", expected="a header 'prefix,<label>'",
+                             got=repr(header[:60]), where=f"{path}:{header_no}")
+    pairs = []
+    for number, line in content[1:]:
+        fields = line.split(",")
+        if len(fields) < 2:
+            raise RangeFileError("malformed CSV range line", expected="prefix,label",
+                                 got=repr(line[:60]), where=f"{path}:{number}")
+        pairs.append((fields[0].strip(), fields[1].strip()))
+    return pairs
+
+
+def label_codes(pairs: list[tuple[str, str]]) -> tuple[list[tuple[str, int]], list[str]]:
+    """Number the labels in order of first appearance: ``(prefix, code)`` pairs and the labels."""
+    codes: dict[str, int] = {}
+    coded = [(prefix, codes.setdefault(label, len(codes))) for prefix, label in pairs]
+    return coded, list(codes)
