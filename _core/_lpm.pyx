@@ -12,7 +12,10 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memchr
 
-from lpm cimport ADDR_EMPTY, ADDR_INVALID, ADDR_V4, ADDR_V6, LPM_POPCNT, Node, Trie, lpm_fast_v4
+from lpm cimport (
+    ADDR_EMPTY, ADDR_INVALID, ADDR_V4, ADDR_V6, LPM_POPCNT, Node, Trie,
+    LPM_FAST_READ, LPM_PREFETCH, lpm_fast_v4, lpm_fast_v6,
+)
 
 import numpy as np
 
@@ -26,6 +29,9 @@ ctypedef fused offset_t:
 
 cdef uint64_t ONES = ~(<uint64_t>0)
 cdef uint32_t NODE_FLAG = 0x80000000u
+# Rows parsed before their lookups run, so that the lookups' cache misses overlap.
+cdef enum:
+    LPM_BLOCK = 32
 cdef int32_t MAX_VALUE = 2147483646
 # Top-level strides: 18 bits for IPv4 puts most /24 routes one node below the direct table
 # (18 + 6 = 24); IPv6 tables are sparse at the top, so 16 bits keep the direct table small.
@@ -38,16 +44,6 @@ cdef unsigned DIRECT_BITS_V6 = 16
 
 cdef inline bint _is_ws(uint8_t c) noexcept nogil:
     return c == 32 or (9 <= c <= 13)
-
-
-cdef inline int _hexval(uint8_t c) noexcept nogil:
-    if 48 <= c <= 57:
-        return c - 48
-    if 97 <= c <= 102:
-        return c - 87
-    if 65 <= c <= 70:
-        return c - 55
-    return -1
 
 
 cdef bint _parse_v4(const uint8_t *s, Py_ssize_t n, uint32_t *out) noexcept nogil:
@@ -80,49 +76,77 @@ cdef bint _parse_v4(const uint8_t *s, Py_ssize_t n, uint32_t *out) noexcept nogi
     return True
 
 
+cdef uint8_t HEX[256]
+
+
+cdef void _init_hex() noexcept:
+    cdef int c
+    for c in range(256):
+        HEX[c] = 0xFF
+    for c in range(10):
+        HEX[48 + c] = c
+    for c in range(6):
+        HEX[97 + c] = 10 + c
+        HEX[65 + c] = 10 + c
+
+
+_init_hex()
+
+
 cdef bint _parse_v6(const uint8_t *s, Py_ssize_t n, uint64_t *hi, uint64_t *lo) noexcept nogil:
-    """RFC 4291 text, following ipaddress.IPv6Address._ip_int_from_string step by step."""
+    """RFC 4291 text, accepting exactly what ipaddress.IPv6Address accepts.
+
+    One pass splits the text at ':' and converts each part (hex digits via a table, so random
+    digits cost no branch mispredictions); a '.' hands the rest of the text to the IPv4 parser
+    as the embedded-IPv4 tail. The '::' rules then follow ipaddress._ip_int_from_string.
+    """
     cdef uint32_t vals[10]
     cdef bint empty[10]
-    cdef Py_ssize_t starts[10]
-    cdef Py_ssize_t ends[10]
     cdef uint32_t hextets[8]
-    cdef int nparts = 0, i, skip = -1, parts_hi, parts_lo, skipped, h, dig
-    cdef Py_ssize_t k, start = 0
-    cdef uint32_t v4, acc
-    cdef bint has_dot
-    for k in range(n + 1):
-        if k == n or s[k] == 58:  # ':'
-            if nparts == 9:
-                return False  # more than 9 parts can never be valid
-            starts[nparts] = start
-            ends[nparts] = k
+    cdef int nparts = 0, i, skip = -1, parts_hi, parts_lo, skipped, h, ndig = 0
+    cdef Py_ssize_t k, part_start = 0
+    cdef uint32_t v4, acc = 0
+    cdef uint8_t c, x
+    cdef bint has_dot = False
+    for k in range(n):
+        c = s[k]
+        if c == 58:  # ':'
+            if nparts == 8 or ndig > 4:
+                return False  # a tenth part, or a hextet of more than four digits
+            vals[nparts] = acc
+            empty[nparts] = ndig == 0
             nparts += 1
-            start = k + 1
-    if nparts < 3:
-        return False
-    # The last part may be an embedded IPv4 address: it becomes two hextets.
-    has_dot = memchr(s + starts[nparts - 1], 46, ends[nparts - 1] - starts[nparts - 1]) != NULL
-    for i in range(nparts - (1 if has_dot else 0)):
-        if ends[i] - starts[i] > 4:
-            return False
-        empty[i] = ends[i] == starts[i]
-        acc = 0
-        for k in range(starts[i], ends[i]):
-            dig = _hexval(s[k])
-            if dig < 0:
-                return False
-            acc = (acc << 4) | <uint32_t>dig
-        vals[i] = acc
+            acc = 0
+            ndig = 0
+            part_start = k + 1
+        else:
+            x = HEX[c]
+            if x == 0xFF:
+                if c != 46:
+                    return False
+                has_dot = True  # an embedded IPv4 tail: it must be the last part
+                break
+            acc = (acc << 4) | x
+            ndig += 1
     if has_dot:
-        if not _parse_v4(s + starts[nparts - 1], ends[nparts - 1] - starts[nparts - 1], &v4):
+        if memchr(s + part_start, 58, n - part_start) != NULL:
             return False
-        vals[nparts - 1] = v4 >> 16
-        empty[nparts - 1] = False
-        vals[nparts] = v4 & 0xFFFF
+        if nparts + 1 < 3 or not _parse_v4(s + part_start, n - part_start, &v4):
+            return False
+        vals[nparts] = v4 >> 16
         empty[nparts] = False
-        nparts += 1
+        vals[nparts + 1] = v4 & 0xFFFF
+        empty[nparts + 1] = False
+        nparts += 2
         if nparts > 9:
+            return False
+    else:
+        if ndig > 4:
+            return False
+        vals[nparts] = acc
+        empty[nparts] = ndig == 0
+        nparts += 1
+        if nparts < 3:
             return False
     for i in range(1, nparts - 1):
         if empty[i]:
@@ -169,6 +193,7 @@ cdef int _parse_address(const uint8_t *s, Py_ssize_t n, uint32_t *v4, uint64_t *
     index after '%'. With `map4`, IPv4-mapped IPv6 (::ffff:a.b.c.d) is returned as IPv4.
     """
     cdef Py_ssize_t k
+    cdef const uint8_t *zone
     while n > 0 and _is_ws(s[0]):
         s += 1
         n -= 1
@@ -181,12 +206,12 @@ cdef int _parse_address(const uint8_t *s, Py_ssize_t n, uint32_t *v4, uint64_t *
             return ADDR_INVALID
         s += 1
         n -= 2
-    for k in range(n):
-        if s[k] == 37:  # '%': zone index, which must be non-empty and hold no second '%'
-            if k == n - 1 or memchr(s + k + 1, 37, n - k - 1) != NULL:
-                return ADDR_INVALID
-            n = k
-            break
+    zone = <const uint8_t *> memchr(s, 37, n)
+    if zone != NULL:  # '%': a zone index, which must be non-empty and hold no second '%'
+        k = zone - s
+        if k == n - 1 or memchr(zone + 1, 37, n - k - 1) != NULL:
+            return ADDR_INVALID
+        n = k
     if n == 0:
         return ADDR_INVALID
     if memchr(s, 58, n) == NULL:
@@ -371,12 +396,14 @@ cdef void _free_trie(Trie *t) noexcept nogil:
 
 cdef inline int32_t _lookup4(const Trie *t, uint32_t a) noexcept nogil:
     cdef uint32_t e = t.direct[a >> (32 - t.direct_bits)]
-    cdef const Node *nd
-    cdef unsigned d, v
     if not (e & NODE_FLAG):
         return <int32_t>e - 1
-    nd = &t.nodes[e & ~NODE_FLAG]
-    d = t.direct_bits
+    return _walk4(t, &t.nodes[e & ~NODE_FLAG], a)
+
+
+cdef inline int32_t _walk4(const Trie *t, const Node *nd, uint32_t a) noexcept nogil:
+    """Finish an IPv4 lookup from the node below the direct table."""
+    cdef unsigned d = t.direct_bits, v
     while True:
         v = (<uint32_t>(a << d)) >> 26
         if (nd.vector >> v) & 1:
@@ -415,6 +442,27 @@ cdef inline int32_t _lookup_text(const Trie *t4, const Trie *t6, const uint8_t *
     return r
 
 
+cdef inline int32_t _lookup_row(const Trie *t4, const Trie *t6, const uint8_t *s, Py_ssize_t n,
+                                bint readable) noexcept nogil:
+    """Code for the text s[0:n]; `readable`: LPM_FAST_READ bytes may be read at s."""
+    cdef uint32_t a
+    cdef uint64_t hi, lo
+    cdef uint8_t local[LPM_FAST_READ]
+    cdef const uint8_t *p = s
+    if not readable and n <= 39:
+        memcpy(local, s, n)
+        p = local
+        readable = True
+    if readable:
+        if n <= 15 and lpm_fast_v4(p, <size_t>n, &a):
+            return _lookup4(t4, a)
+        if lpm_fast_v6(p, <size_t>n, &hi, &lo):
+            if hi == 0 and (lo >> 32) == 0xFFFF:
+                return _lookup4(t4, <uint32_t>lo)
+            return _lookup6(t6, hi, lo)
+    return _lookup_text(t4, t6, s, n)
+
+
 cdef inline bint _is_null(const uint8_t *valid, Py_ssize_t bit) noexcept nogil:
     return valid != NULL and not ((valid[bit >> 3] >> (bit & 7)) & 1)
 
@@ -422,22 +470,58 @@ cdef inline bint _is_null(const uint8_t *valid, Py_ssize_t bit) noexcept nogil:
 cdef Py_ssize_t _loop_offsets(const Trie *t4, const Trie *t6, const uint8_t *valid,
                               Py_ssize_t voff, const offset_t *offs, const uint8_t *data,
                               int64_t data_len, Py_ssize_t n, int32_t *out) noexcept nogil:
-    """Look up rows of a string/binary array; returns -1, or the first row that is out of bounds."""
-    cdef Py_ssize_t i
+    """Look up rows of a string/binary array; returns -1, or the first row that is out of bounds.
+
+    Rows go in blocks: first every row is parsed (plain dotted quads by the fast path, with a
+    prefetch of their direct-table entry), then looked up, so that the cache misses of a block's
+    lookups overlap instead of following one another.
+    """
+    cdef Py_ssize_t base, i, j, m
     cdef int64_t a, b
-    cdef uint32_t v4
-    for i in range(n):
-        if _is_null(valid, voff + i):
-            out[i] = ADDR_EMPTY
-            continue
-        a = offs[i]
-        b = offs[i + 1]
-        if a < 0 or b < a or b > data_len:
-            return i
-        if a + 16 <= data_len and lpm_fast_v4(data + a, <size_t>(b - a), &v4):
-            out[i] = _lookup4(t4, v4)
-        else:
-            out[i] = _lookup_text(t4, t6, data + a, <Py_ssize_t>(b - a))
+    cdef uint32_t keys[LPM_BLOCK]
+    cdef uint32_t nodes[LPM_BLOCK]
+    cdef uint8_t kind[LPM_BLOCK]
+    cdef uint32_t e
+    cdef unsigned shift = 32 - t4.direct_bits
+    base = 0
+    while base < n:
+        m = n - base if n - base < LPM_BLOCK else LPM_BLOCK
+        for j in range(m):
+            i = base + j
+            if _is_null(valid, voff + i):
+                kind[j] = 0
+                continue
+            a = offs[i]
+            b = offs[i + 1]
+            if a < 0 or b < a or b > data_len:
+                return i
+            if b - a <= 15 and a + LPM_FAST_READ <= data_len and lpm_fast_v4(data + a, <size_t>(b - a), &keys[j]):
+                kind[j] = 1
+                LPM_PREFETCH(&t4.direct[keys[j] >> shift])
+            else:
+                kind[j] = 2
+        for j in range(m):
+            if kind[j] == 1:
+                e = t4.direct[keys[j] >> shift]
+                if e & NODE_FLAG:
+                    nodes[j] = e & ~NODE_FLAG
+                    LPM_PREFETCH(&t4.nodes[nodes[j]])
+                else:
+                    out[base + j] = <int32_t>e - 1
+                    kind[j] = 3
+        for j in range(m):
+            i = base + j
+            if kind[j] == 1:
+                out[i] = _walk4(t4, &t4.nodes[nodes[j]], keys[j])
+            elif kind[j] == 3:
+                pass
+            elif kind[j] == 0:
+                out[i] = ADDR_EMPTY
+            else:
+                a = offs[i]
+                b = offs[i + 1]
+                out[i] = _lookup_row(t4, t6, data + a, <Py_ssize_t>(b - a), a + LPM_FAST_READ <= data_len)
+        base += m
     return -1
 
 
@@ -448,10 +532,7 @@ cdef Py_ssize_t _loop_views(const Trie *t4, const Trie *t6, const uint8_t *valid
     """Look up rows of a string_view/binary_view array (16-byte views, variadic data buffers)."""
     cdef Py_ssize_t i
     cdef const uint8_t *v
-    cdef const uint8_t *d
     cdef int32_t ln, bi, bo
-    cdef uint32_t v4
-    cdef uint8_t inline[16]
     for i in range(n):
         if _is_null(valid, voff + i):
             out[i] = ADDR_EMPTY
@@ -461,21 +542,14 @@ cdef Py_ssize_t _loop_views(const Trie *t4, const Trie *t6, const uint8_t *valid
         if ln < 0:
             return i
         if ln <= 12:
-            memcpy(inline, v + 4, 12)
-            if lpm_fast_v4(inline, <size_t>ln, &v4):
-                out[i] = _lookup4(t4, v4)
-            else:
-                out[i] = _lookup_text(t4, t6, inline, ln)
+            out[i] = _lookup_row(t4, t6, v + 4, ln, False)
         else:
             memcpy(&bi, v + 8, 4)
             memcpy(&bo, v + 12, 4)
             if bi < 0 or bi >= nbufs or bo < 0 or <int64_t>bo + ln > buflens[bi]:
                 return i
-            d = (<const uint8_t *>bufs[bi]) + bo
-            if <int64_t>bo + 16 <= buflens[bi] and lpm_fast_v4(d, <size_t>ln, &v4):
-                out[i] = _lookup4(t4, v4)
-            else:
-                out[i] = _lookup_text(t4, t6, d, ln)
+            out[i] = _lookup_row(t4, t6, (<const uint8_t *>bufs[bi]) + bo, ln,
+                                 <int64_t>bo + LPM_FAST_READ <= buflens[bi])
     return -1
 
 

@@ -10,7 +10,9 @@ cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
     #  define LPM_POPCNT(x) ((unsigned)__builtin_popcountll(x))
+    #  define LPM_PREFETCH(p) __builtin_prefetch((const void *)(p))
     #else
+    #  define LPM_PREFETCH(p) ((void)(p))
     static inline unsigned LPM_POPCNT(unsigned long long x) {
         x = x - ((x >> 1) & 0x5555555555555555ULL);
         x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
@@ -20,6 +22,7 @@ cdef extern from *:
     #endif
     """
     unsigned LPM_POPCNT(uint64_t x) nogil
+    void LPM_PREFETCH(const void *p) nogil
 
 # One node of the trie: 64 slots for the next 6 bits of the key.
 ctypedef struct Node:
@@ -49,6 +52,9 @@ cdef enum:
 
 
 cdef extern from "lpm_parse.h":
-    # 1 and the address when s[0:n] is a bare dotted quad; 0 means "ask the general parser".
-    # 16 bytes must be readable at s.
+    # Fast paths of the address parser (SSE2): 1 and the address when s[0:n] is a bare dotted
+    # quad / a bare hex-and-colon IPv6 address; 0 means "ask the general parser".
+    # LPM_FAST_READ bytes must be readable at s, whatever n is.
+    enum: LPM_FAST_READ
     int lpm_fast_v4(const uint8_t *s, size_t n, uint32_t *out) nogil
+    int lpm_fast_v6(const uint8_t *s, size_t n, uint64_t *hi, uint64_t *lo) nogil

@@ -23,8 +23,10 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define LPM_CTZ(x) ((unsigned)__builtin_ctz(x))
+#define LPM_CTZ64(x) ((unsigned)__builtin_ctzll(x))
 #else
 static inline unsigned LPM_CTZ(unsigned x) { unsigned n = 0; while (!(x & 1u)) { x >>= 1; n++; } return n; }
+static inline unsigned LPM_CTZ64(unsigned long long x) { unsigned n = 0; while (!(x & 1u)) { x >>= 1; n++; } return n; }
 #endif
 
 static inline int lpm_fast_v4(const uint8_t *s, size_t n, uint32_t *out)
@@ -75,5 +77,99 @@ static inline int lpm_fast_v4(const uint8_t *s, size_t n, uint32_t *out)
     return 0;
 #endif
 }
+
+
+/* The same for IPv6 text made only of hex digits and ':' (2 to 39 bytes): 48 bytes must be
+ * readable at s. Hex digits are converted 16 at a time; each part's value is then assembled
+ * from the (up to) four nibbles before its closing ':' without branching on its length.
+ * The '::' rules follow Python's ipaddress exactly. Anything else (a '.', '%', brackets,
+ * whitespace, an invalid address) returns 0 and is left to the general parser. */
+static inline int lpm_fast_v6(const uint8_t *s, size_t n, uint64_t *hi, uint64_t *lo)
+{
+#if LPM_HAVE_SSE2
+    uint8_t nib[4 + 48];
+    uint32_t vals[9], hx[8];
+    int empty[9];
+    uint64_t colons = 0, ok = 0, lenmask;
+    unsigned nparts = 0, b = 0, e, len, k;
+    int chunk, skip = -1, parts_hi, parts_lo;
+    if (n < 2 || n > 39)
+        return 0;
+    lenmask = (1ULL << n) - 1ULL;
+    nib[0] = nib[1] = nib[2] = nib[3] = 0;
+    for (chunk = 0; chunk < 3; chunk++) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(s + 16 * chunk));
+        __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+        __m128i isd = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+        __m128i l = _mm_sub_epi8(_mm_or_si128(v, _mm_set1_epi8(0x20)), _mm_set1_epi8('a'));
+        __m128i isl = _mm_cmpeq_epi8(_mm_min_epu8(l, _mm_set1_epi8(5)), l);
+        __m128i isc = _mm_cmpeq_epi8(v, _mm_set1_epi8(':'));
+        __m128i val = _mm_or_si128(_mm_and_si128(isd, d),
+                                   _mm_and_si128(isl, _mm_add_epi8(l, _mm_set1_epi8(10))));
+        _mm_storeu_si128((__m128i *)(nib + 4 + 16 * chunk), val);
+        colons |= (uint64_t)(unsigned)_mm_movemask_epi8(isc) << (16 * chunk);
+        ok |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(isd, isl), isc))
+              << (16 * chunk);
+    }
+    if ((ok & lenmask) != lenmask)
+        return 0;
+    /* A virtual ':' after the text closes the last part. Colons hold nibble value 0, so reading
+     * the bytes before a short part picks up zeros or masked-out digits only. */
+    colons = (colons & lenmask) | (1ULL << n);
+    while (colons) {
+        e = LPM_CTZ64(colons);
+        colons &= colons - 1ULL;
+        len = e - b;
+        if (nparts == 9 || len > 4)
+            return 0;
+        vals[nparts] = ((uint32_t)nib[4 + e - 1] * (len >= 1))
+                     | ((uint32_t)nib[4 + e - 2] << 4) * (len >= 2)
+                     | ((uint32_t)nib[4 + e - 3] << 8) * (len >= 3)
+                     | ((uint32_t)nib[4 + e - 4] << 12) * (len >= 4);
+        empty[nparts] = len == 0;
+        nparts++;
+        b = e + 1;
+    }
+    if (nparts < 3)
+        return 0;
+    for (k = 1; k + 1 < nparts; k++) {
+        if (empty[k]) {
+            if (skip >= 0)
+                return 0;
+            skip = (int)k;
+        }
+    }
+    for (k = 0; k < 8; k++)
+        hx[k] = 0;
+    if (skip >= 0) {
+        parts_hi = skip;
+        parts_lo = (int)nparts - skip - 1;
+        if (empty[0] && --parts_hi)
+            return 0;
+        if (empty[nparts - 1] && --parts_lo)
+            return 0;
+        if (8 - (parts_hi + parts_lo) < 1)
+            return 0;
+        for (k = 0; k < (unsigned)parts_hi; k++)
+            hx[k] = vals[k];
+        for (k = 0; k < (unsigned)parts_lo; k++)
+            hx[8 - parts_lo + k] = vals[nparts - parts_lo + k];
+    } else {
+        if (nparts != 8 || empty[0] || empty[7])
+            return 0;
+        for (k = 0; k < 8; k++)
+            hx[k] = vals[k];
+    }
+    *hi = ((uint64_t)hx[0] << 48) | ((uint64_t)hx[1] << 32) | ((uint64_t)hx[2] << 16) | hx[3];
+    *lo = ((uint64_t)hx[4] << 48) | ((uint64_t)hx[5] << 32) | ((uint64_t)hx[6] << 16) | hx[7];
+    return 1;
+#else
+    (void)s; (void)n; (void)hi; (void)lo;
+    return 0;
+#endif
+}
+
+/* Bytes that must be readable at s for the fast paths above. */
+#define LPM_FAST_READ 48
 
 #endif
