@@ -18,9 +18,10 @@ import gzip
 import json
 from pathlib import Path
 
-from analyzer.errors import AnalyzerError
+from analyzer.errors import AnalyzerError, PrefixError
+from analyzer.matching import PrefixTable
 
-__all__ = ["RangeFileError", "label_codes", "read_ranges"]
+__all__ = ["RangeFileError", "label_codes", "load_table", "read_ranges"]
 
 
 class RangeFileError(AnalyzerError, ValueError):
@@ -110,3 +111,17 @@ def label_codes(pairs: list[tuple[str, str]]) -> tuple[list[tuple[str, int]], li
     codes: dict[str, int] = {}
     coded = [(prefix, codes.setdefault(label, len(codes))) for prefix, label in pairs]
     return coded, list(codes)
+
+
+def load_table(path: str | Path) -> tuple[PrefixTable, list[str]]:
+    """A `PrefixTable` of one range file (codes index the returned labels; the last entry for a
+    prefix listed twice wins). A bad prefix raises `RangeFileError` naming the file and entry."""
+    pairs, labels = label_codes(read_ranges(path))
+    table = PrefixTable()
+    for index, (prefix, code) in enumerate(pairs):
+        try:
+            table.add(prefix, code)
+        except PrefixError as exc:
+            raise RangeFileError(exc.what, expected=exc.expected, got=exc.got,
+                                 where=f"{path}: entry {index + 1}", hint=exc.hint) from None
+    return table, labels

@@ -1,0 +1,5 @@
+"""``python -m analyzer`` runs the ``mailflow`` command line."""
+
+from analyzer.cli import main
+
+main(prog_name="mailflow")
