@@ -14,7 +14,7 @@ from libc.string cimport memcpy, memchr
 
 from lpm cimport (
     ADDR_EMPTY, ADDR_INVALID, ADDR_V4, ADDR_V6, LPM_POPCNT, Node, Trie,
-    LPM_FAST_READ, LPM_PREFETCH, lpm_fast_v4, lpm_fast_v6,
+    LPM_FAST_READ, LPM_PREFETCH, lpm_fast_v4, lpm_fast_v6, lpm_init_tables,
 )
 
 import numpy as np
@@ -33,9 +33,12 @@ cdef uint32_t NODE_FLAG = 0x80000000u
 cdef enum:
     LPM_BLOCK = 32
 cdef int32_t MAX_VALUE = 2147483646
-# Top-level strides: 18 bits for IPv4 puts most /24 routes one node below the direct table
-# (18 + 6 = 24); IPv6 tables are sparse at the top, so 16 bits keep the direct table small.
+# Top-level strides: 18 bits for a large IPv4 table puts most /24 routes one node below the direct
+# table (18 + 6 = 24). A small table (connector ranges) is better served by 16 bits: its direct
+# table (256 KiB) then stays in the L2 cache. IPv6 tables are sparse at the top: 16 bits.
 cdef unsigned DIRECT_BITS_V4 = 18
+cdef unsigned DIRECT_BITS_V4_SMALL = 16
+cdef Py_ssize_t SMALL_TABLE = 4096
 cdef unsigned DIRECT_BITS_V6 = 16
 
 # --------------------------------------------------------------------------------------------
@@ -91,6 +94,7 @@ cdef void _init_hex() noexcept:
 
 
 _init_hex()
+lpm_init_tables()
 
 
 cdef bint _parse_v6(const uint8_t *s, Py_ssize_t n, uint64_t *hi, uint64_t *lo) noexcept nogil:
@@ -678,7 +682,7 @@ cdef class Core:
             raise value_error(value)
         cdef bytes raw = text.encode("utf-8", "surrogatepass")
         cdef const uint8_t *s = <const uint8_t *><const char *>raw
-        cdef Py_ssize_t a, b, k, slash = -1, dash = -1
+        cdef Py_ssize_t a = 0, b = 0, k, slash = -1, dash = -1
         cdef uint32_t a4 = 0, b4 = 0
         cdef uint64_t ahi = 0, alo = 0, bhi = 0, blo = 0
         cdef int fa, fb, plen = 0
@@ -777,7 +781,7 @@ cdef class Core:
         cdef Snapshot snap = Snapshot()
         cdef Py_ssize_t n4 = int(np.count_nonzero(fam == 4))
         cdef int rc4, rc6
-        rc4 = _build_trie(&snap.t4, DIRECT_BITS_V4, self.hi, self.lo, self.plen, self.val, n4)
+        rc4 = _build_trie(&snap.t4, DIRECT_BITS_V4 if n4 > SMALL_TABLE else DIRECT_BITS_V4_SMALL, self.hi, self.lo, self.plen, self.val, n4)
         rc6 = _build_trie(&snap.t6, DIRECT_BITS_V6, self.hi + n4, self.lo + n4, self.plen + n4,
                           self.val + n4, n - n4)
         if rc4 or rc6:

@@ -56,5 +56,6 @@ cdef extern from "lpm_parse.h":
     # quad / a bare hex-and-colon IPv6 address; 0 means "ask the general parser".
     # LPM_FAST_READ bytes must be readable at s, whatever n is.
     enum: LPM_FAST_READ
+    void lpm_init_tables()   # once, before any parse
     int lpm_fast_v4(const uint8_t *s, size_t n, uint32_t *out) nogil
     int lpm_fast_v6(const uint8_t *s, size_t n, uint64_t *hi, uint64_t *lo) nogil

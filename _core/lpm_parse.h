@@ -20,6 +20,39 @@
 #else
 #define LPM_HAVE_SSE2 0
 #endif
+#if defined(__SSSE3__)
+#include <tmmintrin.h>
+#define LPM_HAVE_SSSE3 1
+#else
+#define LPM_HAVE_SSSE3 0
+#endif
+
+/* For the SSSE3 IPv4 path: one entry per shape of dotted quad (each of the four parts 1-3 digits
+ * long: 81 shapes). shuf gathers each part's digits right-aligned into one 32-bit lane (0x80
+ * bytes become zero); lead marks the first digit of every part longer than one digit, which must
+ * not be '0'. Filled once by lpm_init_tables(). */
+static uint8_t lpm_v4_shuf[81][16];
+static uint16_t lpm_v4_lead[81];
+
+static void lpm_init_tables(void)
+{
+    unsigned id, k, len[4], start, j;
+    for (id = 0; id < 81; id++) {
+        len[0] = id / 27 + 1; len[1] = id / 9 % 3 + 1; len[2] = id / 3 % 3 + 1; len[3] = id % 3 + 1;
+        start = 0;
+        lpm_v4_lead[id] = 0;
+        for (k = 0; k < 4; k++) {
+            for (j = 0; j < 4; j++) {
+                /* lane byte j holds the digit (3 - j) places before the part's end, if any */
+                unsigned back = 4 - j;
+                lpm_v4_shuf[id][4 * k + j] = back <= len[k] ? (uint8_t)(start + len[k] - back) : 0x80;
+            }
+            if (len[k] >= 2)
+                lpm_v4_lead[id] |= (uint16_t)(1u << start);
+            start += len[k] + 1;
+        }
+    }
+}
 
 #if defined(__GNUC__) || defined(__clang__)
 #define LPM_CTZ(x) ((unsigned)__builtin_ctz(x))
@@ -31,7 +64,41 @@ static inline unsigned LPM_CTZ64(unsigned long long x) { unsigned n = 0; while (
 
 static inline int lpm_fast_v4(const uint8_t *s, size_t n, uint32_t *out)
 {
-#if LPM_HAVE_SSE2
+#if LPM_HAVE_SSSE3
+    /* All four parts at once: gather the digits into 32-bit lanes by shape, weigh them
+     * (100, 10, 1) with two multiply-adds, and check every lane <= 255. */
+    unsigned lenmask, dm, gm, zm, p1, p2, p3, l1, l2, l3, l4, id;
+    __m128i v, d, lanes, vals;
+    if (n < 7 || n > 15)
+        return 0;
+    lenmask = (1u << n) - 1u;
+    v = _mm_loadu_si128((const __m128i *)s);
+    dm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.'))) & lenmask;
+    d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+    gm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d)) & lenmask;
+    if ((gm | dm) != lenmask)
+        return 0;
+    p1 = LPM_CTZ(dm | 0x10000u); dm &= dm - 1u;
+    p2 = LPM_CTZ(dm | 0x10000u); dm &= dm - 1u;
+    p3 = LPM_CTZ(dm | 0x10000u); dm &= dm - 1u;
+    l1 = p1; l2 = p2 - p1 - 1u; l3 = p3 - p2 - 1u; l4 = (unsigned)n - p3 - 1u;
+    if (dm != 0 || p3 >= n || (l1 - 1u) > 2u || (l2 - 1u) > 2u || (l3 - 1u) > 2u || (l4 - 1u) > 2u)
+        return 0; /* not exactly three dots, or a part of 0 or 4+ digits */
+    id = (l1 - 1u) * 27u + (l2 - 1u) * 9u + (l3 - 1u) * 3u + (l4 - 1u);
+    zm = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(d, _mm_setzero_si128()));
+    if (zm & lpm_v4_lead[id])
+        return 0; /* leading zero */
+    lanes = _mm_shuffle_epi8(d, _mm_loadu_si128((const __m128i *)lpm_v4_shuf[id]));
+    vals = _mm_madd_epi16(_mm_maddubs_epi16(lanes, _mm_set1_epi32(0x010A6400)), _mm_set1_epi16(1));
+    if (_mm_movemask_epi8(_mm_cmpgt_epi32(vals, _mm_set1_epi32(255))))
+        return 0;
+    vals = _mm_packus_epi16(_mm_packs_epi32(vals, vals), vals);
+    {
+        uint32_t le = (uint32_t)_mm_cvtsi128_si32(vals);
+        *out = (le >> 24) | ((le >> 8) & 0xFF00u) | ((le << 8) & 0xFF0000u) | (le << 24);
+    }
+    return 1;
+#elif LPM_HAVE_SSE2
     uint8_t dig[20];
     unsigned lenmask, dm, gm, p1, p2, p3, e[4], b[4], k;
     uint32_t acc = 0, bad = 0;
