@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 from analyzer.errors import AnalyzerError, PrefixError
@@ -31,18 +32,33 @@ class RangeFileError(AnalyzerError, ValueError):
 def _text(path: Path) -> str:
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8-sig")
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise RangeFileError("unreadable range file", expected="a complete gzip file",
+                                 got=f"{type(exc).__name__}: {exc}", where=str(path)) from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise RangeFileError("unreadable range file", expected="UTF-8 text",
+                             got=f"byte 0x{raw[exc.start]:02x}", where=f"{path}:{line}") from None
 
 
 def read_ranges(path: str | Path) -> list[tuple[str, str]]:
     """All ``(prefix, label)`` pairs of one range file, in file order (duplicates kept)."""
     path = Path(path)
     text = _text(path)
-    stripped = text.lstrip()
-    if stripped.startswith("{"):
-        return _read_json(path, json.loads(text))
-    lines = text.splitlines()
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RangeFileError("malformed JSON range file", expected="valid JSON",
+                                 got=exc.msg, where=f"{path}:{exc.lineno}") from None
+        return _read_json(path, doc)
+    # Only \n ends a line (str.splitlines would also split on \x0c, \x85, \u2028 and shift
+    # the line numbers in messages).
+    lines = [line.rstrip("\r") for line in text.split("\n")]
     content = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
     if not content:
         return []
@@ -57,26 +73,44 @@ def read_ranges(path: str | Path) -> list[tuple[str, str]]:
 
 def _read_json(path: Path, doc: object) -> list[tuple[str, str]]:
     if isinstance(doc, dict) and isinstance(doc.get("values"), list):  # Azure service tags
-        return [
-            (prefix, str(tag.get("name", "")))
-            for tag in doc["values"]
-            for prefix in (tag.get("properties") or {}).get("addressPrefixes") or []
-        ]
-    if isinstance(doc, dict) and isinstance(doc.get("prefixes"), list):
         pairs: list[tuple[str, str]] = []
-        for entry in doc["prefixes"] + list(doc.get("ipv6_prefixes") or []):
+        for index, tag in enumerate(doc["values"]):
+            properties = _object(path, tag, f"values[{index}]").get("properties") or {}
+            prefixes = _object(path, properties, f"values[{index}].properties").get("addressPrefixes") or []
+            pairs.extend((_prefix(path, p, f"values[{index}]"), str(tag.get("name", ""))) for p in prefixes)
+        return pairs
+    if isinstance(doc, dict) and isinstance(doc.get("prefixes"), list):
+        pairs = []
+        entries = [("prefixes", e) for e in doc["prefixes"]]
+        entries += [("ipv6_prefixes", e) for e in doc.get("ipv6_prefixes") or []]
+        for index, (key, entry) in enumerate(entries):
+            entry = _object(path, entry, f"{key} entry {index + 1}")
             prefix = (entry.get("ip_prefix") or entry.get("ipv6_prefix")  # AWS
                       or entry.get("ipv4Prefix") or entry.get("ipv6Prefix"))  # Google
             label = entry.get("service") if "ip_prefix" in entry or "ipv6_prefix" in entry else entry.get("scope")
             if prefix:
-                pairs.append((prefix, str(label or "")))
+                pairs.append((_prefix(path, prefix, f"{key} entry {index + 1}"), str(label or "")))
         return pairs
     raise RangeFileError(
         "unrecognized JSON range file",
         expected="Azure service tags, AWS ip-ranges or Google cloud.json",
-        got="another JSON document",
+        got=f"a JSON {type(doc).__name__}" if not isinstance(doc, dict) else "another JSON object",
         where=str(path),
     )
+
+
+def _object(path: Path, value: object, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise RangeFileError("malformed JSON range file", expected="an object",
+                             got=f"a JSON {type(value).__name__}", where=f"{path}: {where}")
+    return value
+
+
+def _prefix(path: Path, value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise RangeFileError("malformed JSON range file", expected="a prefix string",
+                             got=f"a JSON {type(value).__name__}", where=f"{path}: {where}")
+    return value
 
 
 def _read_pfx2as(path: Path, content: list[tuple[int, str]]) -> list[tuple[str, str]]:
