@@ -8,7 +8,7 @@ every Arrow offset is bounds-checked inside the loop so that a malformed array r
 of reading outside its buffers.
 """
 
-from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memchr
 
@@ -819,6 +819,64 @@ cdef class Core:
             raise TypeError(f"expected str, bytes or None, got {type(text).__name__}")
         return _lookup_text(&snap.t4, &snap.t6, <const uint8_t *><const char *>raw, len(raw))
 
+    def gather(self, indices, const int32_t[::1] codes, int32_t[::1] out):
+        """out[i] = codes[indices[i]] for a pyarrow integer array of dictionary indices; null
+        indices give EMPTY. An index outside codes raises ValueError."""
+        cdef Py_ssize_t n = len(indices), off = indices.offset, bad
+        cdef const uint8_t[::1] vmv
+        cdef const uint8_t *valid = NULL
+        if out.shape[0] != n:
+            raise ValueError("output length differs from input length")
+        if n == 0:
+            return
+        buffers = indices.buffers()
+        if indices.null_count and buffers[0] is not None:
+            vmv = _u8(buffers[0])
+            if vmv.shape[0] * 8 < off + n:
+                raise ValueError("malformed Arrow array: validity bitmap shorter than the array")
+            valid = &vmv[0]
+        dtype = np.dtype(indices.type.to_pandas_dtype())
+        raw = _offsets(buffers[1], dtype, off + n)[off:]
+        bad = _gather_indices(raw, <Py_ssize_t><size_t>valid, off, codes, out)
+        if bad >= 0:
+            raise ValueError(f"malformed Arrow dictionary array: index of row {bad} is outside its dictionary")
+
+    def first_rows(self, ids, Py_ssize_t max_id):
+        """For a pyarrow uint32 array of category ids (polars' physical Categorical): the distinct
+        ids and the row where each first occurs. One pass; no hashing of strings."""
+        cdef Py_ssize_t n = len(ids), off = ids.offset, i, bad = -1
+        cdef const uint8_t[::1] vmv
+        cdef const uint8_t *valid = NULL
+        cdef const uint32_t[::1] raw
+        cdef int64_t[::1] first
+        cdef uint32_t k
+        if str(ids.type) != "uint32":
+            raise TypeError(f"expected a uint32 Arrow array of category ids, got {ids.type}")
+        first_arr = np.full(max_id + 1, -1, dtype=np.int64)
+        first = first_arr
+        if n:
+            buffers = ids.buffers()
+            if ids.null_count and buffers[0] is not None:
+                vmv = _u8(buffers[0])
+                if vmv.shape[0] * 8 < off + n:
+                    raise ValueError("malformed Arrow array: validity bitmap shorter than the array")
+                valid = &vmv[0]
+            raw = _offsets(buffers[1], np.uint32, off + n)[off:]
+            with nogil:
+                for i in range(n):
+                    if _is_null(valid, off + i):
+                        continue
+                    k = raw[i]
+                    if k > <uint64_t>max_id:
+                        bad = i
+                        break
+                    if first[k] < 0:
+                        first[k] = i
+            if bad >= 0:
+                raise ValueError(f"category id of row {bad} is above the given maximum {max_id}")
+        present = np.flatnonzero(first_arr >= 0)
+        return present.astype(np.uint32), first_arr[present]
+
     def lookup_u32(self, const uint32_t[::1] values, int32_t[::1] out):
         """Look up IPv4 addresses given as integers."""
         cdef Snapshot snap = self._snapshot()
@@ -892,6 +950,38 @@ cdef class Core:
             raise TypeError(f"expected a string or binary Arrow array, got {layout}")
         if bad >= 0:
             raise ValueError(f"malformed Arrow array: row {bad} points outside its data buffers")
+
+
+ctypedef fused index_t:
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+
+def _gather_indices(const index_t[::1] idx, Py_ssize_t valid_addr, Py_ssize_t voff,
+                    const int32_t[::1] codes, int32_t[::1] out):
+    """The loop of Core.gather, specialized per index width; returns -1 or the first bad row."""
+    cdef const uint8_t *valid = <const uint8_t *>valid_addr
+    cdef Py_ssize_t i, n = idx.shape[0]
+    cdef uint64_t ncodes = <uint64_t>codes.shape[0], k
+    cdef const int32_t *c = &codes[0] if codes.shape[0] else NULL
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for i in range(n):
+            if _is_null(valid, voff + i):
+                out[i] = ADDR_EMPTY
+                continue
+            k = <uint64_t><int64_t>idx[i]  # a negative index becomes huge and fails the check
+            if k >= ncodes:
+                bad = i
+                break
+            out[i] = c[k]
+    return bad
 
 
 def _offsets(buf, dtype, count):

@@ -178,6 +178,28 @@ class Core:
             return parsed
         return self.lookup_int(*parsed)
 
+    def gather(self, indices: pa.Array, codes: np.ndarray, out: np.ndarray) -> None:
+        for i, index in enumerate(indices.to_pylist()):
+            if index is None:
+                out[i] = ADDR_EMPTY
+            elif 0 <= index < len(codes):
+                out[i] = codes[index]
+            else:
+                raise ValueError(
+                    f"malformed Arrow dictionary array: index of row {i} is outside its dictionary"
+                )
+
+    def first_rows(self, ids: pa.Array, max_id: int) -> tuple[np.ndarray, np.ndarray]:
+        first: dict[int, int] = {}
+        for row, category in enumerate(ids.to_pylist()):
+            if category is None:
+                continue
+            if category > max_id:
+                raise ValueError(f"category id of row {row} is above the given maximum {max_id}")
+            first.setdefault(category, row)
+        present = sorted(first)
+        return np.array(present, dtype=np.uint32), np.array([first[c] for c in present], dtype=np.int64)
+
     def lookup_u32(self, values: np.ndarray, out: np.ndarray) -> None:
         for i, address in enumerate(values.tolist()):
             out[i] = self.lookup_int(4, address)

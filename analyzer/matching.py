@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from analyzer import _lpm_py
 from analyzer.errors import PrefixError
@@ -150,47 +150,92 @@ class PrefixTable:
             values = _list_to_arrow(values)
         elif not isinstance(values, (pa.Array, pa.ChunkedArray)):
             values = _polars_to_arrow(values)
+            if isinstance(values, _Categories):
+                return self._lookup_categories(values, threads)
         out = np.empty(len(values), dtype=np.int32)
+        # Chunks of one column (Parquet row groups, record batches) often share one dictionary:
+        # match it once per call, not once per chunk.
+        dictionaries: dict[tuple[Any, ...], np.ndarray] = {}
         if isinstance(values, pa.ChunkedArray):
             start = 0
             for chunk in values.chunks:
-                self._lookup_array(chunk, out[start : start + len(chunk)], threads)
+                self._lookup_array(chunk, out[start : start + len(chunk)], threads, dictionaries)
                 start += len(chunk)
         else:
-            self._lookup_array(values, out, threads)
+            self._lookup_array(values, out, threads, dictionaries)
         return out
 
-    def _lookup_array(self, arr: pa.Array, out: np.ndarray, threads: int) -> None:
+    def _lookup_array(
+        self, arr: pa.Array, out: np.ndarray, threads: int, dictionaries: dict[tuple[Any, ...], np.ndarray]
+    ) -> None:
         if pa.types.is_dictionary(arr.type):
-            self._lookup_dictionary(arr, out, threads)
+            key = _identity(arr.dictionary)
+            codes = dictionaries.get(key)
+            if codes is None:
+                # Each distinct value is parsed and matched once; rows only cost a gather.
+                codes = dictionaries[key] = np.empty(len(arr.dictionary), dtype=np.int32)
+                self._lookup_array(arr.dictionary, codes, threads, dictionaries)
+            self._core.gather(arr.indices, codes, out)
         elif pa.types.is_null(arr.type):
             out.fill(EMPTY)
         elif threads > 1 and self._core.releases_gil and len(arr) >= _PARALLEL_MIN_ROWS:
             bounds = np.linspace(0, len(arr), threads + 1).astype(int)
-            with ThreadPoolExecutor(threads) as pool:
-                jobs = [
-                    pool.submit(self._core.lookup_arrow, arr.slice(a, b - a), out[a:b])
-                    for a, b in zip(bounds[:-1], bounds[1:])
-                ]
-                for job in jobs:
-                    job.result()
+            jobs = [
+                _pool(threads).submit(self._core.lookup_arrow, arr.slice(a, b - a), out[a:b])
+                for a, b in zip(bounds[:-1], bounds[1:])
+            ]
+            for job in jobs:
+                job.result()
         else:
             self._core.lookup_arrow(arr, out)
 
-    def _lookup_dictionary(self, arr: pa.DictionaryArray, out: np.ndarray, threads: int) -> None:
-        # Each distinct value is parsed and matched once; rows only cost a numpy gather.
-        codes = np.empty(len(arr.dictionary) + 1, dtype=np.int32)
-        self._lookup_array(arr.dictionary, codes[:-1], threads)
-        codes[-1] = EMPTY  # where null indices point
-        indices = arr.indices
-        if len(indices) == 0:
-            return
-        bounds = pc.min_max(indices).as_py()
-        if bounds["min"] is not None and (bounds["min"] < 0 or bounds["max"] >= len(arr.dictionary)):
-            raise ValueError("malformed Arrow dictionary array: an index is outside its dictionary")
-        if indices.null_count:
-            indices = pc.fill_null(indices, len(arr.dictionary))
-        np.take(codes, indices.to_numpy(zero_copy_only=False), out=out)
+
+    def _lookup_categories(self, cats: _Categories, threads: int) -> np.ndarray:
+        # polars keeps a Categorical as uint32 ids into a process-wide pool it does not expose,
+        # and its own conversions hash every row. One pass over the ids finds a row for each id
+        # present; only those rows' strings are matched, then the ids are gathered.
+        out = np.empty(len(cats.ids), dtype=np.int32)
+        present, rows = self._core.first_rows(cats.ids, cats.max_id)
+        codes = np.full(cats.max_id + 1, EMPTY, dtype=np.int32)
+        codes[present] = self.lookup(cats.strings(rows), threads=threads)
+        self._core.gather(cats.ids, codes, out)
+        return out
+
+
+class _Categories:
+    """A polars Categorical/Enum Series seen as its category ids (see _lookup_categories)."""
+
+    __slots__ = ("series", "ids", "max_id")
+
+    def __init__(self, series: Any, ids: pa.Array, max_id: int) -> None:
+        self.series = series
+        self.ids = ids
+        self.max_id = max_id
+
+    def strings(self, rows: np.ndarray) -> pa.Array:
+        """The text of the given rows, as a plain string array."""
+        import polars as pl
+
+        return self.series.gather(rows).cast(pl.String).to_arrow()
+
+
+def _identity(arr: pa.Array) -> tuple[Any, ...]:
+    """Same key, same array memory: two chunks' dictionaries are the same one."""
+    return (str(arr.type), arr.offset, len(arr),
+            tuple(0 if b is None else (b.address, b.size) for b in arr.buffers()))
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A long-lived pool per thread count: starting threads on every call costs more than it saves."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="mailflow-lpm")
+        return pool
 
 
 def _list_to_arrow(items: list[Any]) -> pa.Array:
@@ -209,11 +254,19 @@ def _list_to_arrow(items: list[Any]) -> pa.Array:
         )
 
 
-def _polars_to_arrow(values: Any) -> pa.Array | pa.ChunkedArray:
+def _polars_to_arrow(values: Any) -> pa.Array | pa.ChunkedArray | _Categories:
     import polars as pl
 
     if isinstance(values, pl.Series):
-        if values.dtype in (pl.String, pl.Categorical) or isinstance(values.dtype, pl.Enum):
+        if values.dtype == pl.String:
+            return values.to_arrow()
+        if values.dtype == pl.Categorical or isinstance(values.dtype, pl.Enum):
+            ids = values.to_physical().cast(pl.UInt32)  # Enum ids may be narrower
+            max_id = ids.max()
+            # The id pool is process-wide: when it is far larger than this column, converting
+            # the column is cheaper than a table indexed by id.
+            if max_id is not None and max_id <= 4 * len(values) + 65536:
+                return _Categories(values, ids.to_arrow(), int(max_id))
             return values.to_arrow()
         raise TypeError(f"a polars Series of IP addresses must be String or Categorical, not {values.dtype}")
     raise TypeError(

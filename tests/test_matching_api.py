@@ -216,14 +216,24 @@ CODES = [3, EMPTY, NOT_AN_IP, EMPTY, 5, 6, 1, NO_MATCH]
         lambda: pl.Series(VALUES, dtype=pl.String),
         lambda: pl.Series(VALUES, dtype=pl.Categorical),
         lambda: pl.Series(["pad"] + VALUES)[1:],
+        lambda: pl.Series(["pad"] + VALUES, dtype=pl.Categorical)[1:],
+        lambda: pl.Series(VALUES, dtype=pl.Enum(sorted({v for v in VALUES if v is not None}))),
     ],
     ids=["list", "tuple", "numpy-object", "string", "large_string", "string_view", "binary", "dictionary",
-         "chunked", "chunked-views", "polars-string", "polars-categorical", "polars-sliced"],
+         "chunked", "chunked-views", "polars-string", "polars-categorical", "polars-sliced",
+         "polars-categorical-sliced", "polars-enum"],
 )
 def test_lookup_input_kinds(table: PrefixTable, make) -> None:  # type: ignore[no-untyped-def]
     out = table.lookup(make())
     assert out.dtype == np.int32
     assert out.tolist() == CODES
+
+
+def test_polars_categorical_edge_cases(table: PrefixTable) -> None:
+    assert table.lookup(pl.Series([None, None], dtype=pl.Categorical)).tolist() == [EMPTY, EMPTY]
+    assert table.lookup(pl.Series([], dtype=pl.Categorical)).tolist() == []
+    many = pl.Series(["10.1.2.3", "8.8.8.8", None] * 1000, dtype=pl.Categorical)
+    assert table.lookup(many).tolist() == [3, NO_MATCH, EMPTY] * 1000
 
 
 def test_lookup_sliced_arrow(table: PrefixTable) -> None:
@@ -273,12 +283,35 @@ def test_dictionary_costs_distinct_values(backend: str) -> None:
             self.core.lookup_arrow(arr, out)  # type: ignore[attr-defined]
 
     t._core = Counting(t._core)  # type: ignore[assignment]
-    column = pa.DictionaryArray.from_arrays(
-        pa.array(np.tile(np.arange(3, dtype=np.int32), 100_000)), pa.array(["10.0.0.1", "8.8.8.8", None])
-    )
+    dictionary = pa.array(["10.0.0.1", "8.8.8.8", None])
+    column = pa.DictionaryArray.from_arrays(pa.array(np.tile(np.arange(3, dtype=np.int32), 100_000)), dictionary)
     out = t.lookup(column)
     assert calls == [3]
     assert out[:6].tolist() == [1, NO_MATCH, EMPTY, 1, NO_MATCH, EMPTY]
+    # Chunks sharing one dictionary (record batches, Parquet row groups) match it once per call.
+    calls.clear()
+    chunked = pa.chunked_array([column.slice(0, 5), column.slice(5, 7), column.slice(12)])
+    assert np.array_equal(t.lookup(chunked), out)
+    assert calls == [3]
+
+
+@pytest.mark.parametrize("index_type", [pa.int8(), pa.uint16(), pa.int32(), pa.uint32(), pa.int64()])
+def test_dictionary_index_widths_and_null_indices(backend: str, index_type: pa.DataType) -> None:
+    t = PrefixTable.from_pairs([("10.0.0.0/8", 1)], backend=backend)
+    column = pa.DictionaryArray.from_arrays(pa.array([1, None, 0, 1], index_type), pa.array(["8.8.8.8", "10.1.1.1"]))
+    assert t.lookup(column).tolist() == [1, EMPTY, NO_MATCH, 1]
+    assert t.lookup(column.slice(1)).tolist() == [EMPTY, NO_MATCH, 1]
+
+
+@pytest.mark.parametrize("bad_index", [2, -1])
+def test_dictionary_index_outside_dictionary_raises(backend: str, bad_index: int) -> None:
+    t = PrefixTable.from_pairs([("10.0.0.0/8", 1)], backend=backend)
+    column = pa.DictionaryArray.from_buffers(
+        pa.dictionary(pa.int32(), pa.string()), 3, [None, pa.array([0, bad_index, 1], pa.int32()).buffers()[1]],
+        dictionary=pa.array(["8.8.8.8", "10.1.1.1"]),
+    )
+    with pytest.raises(ValueError, match="malformed Arrow dictionary array: index of row 1 is outside its dictionary"):
+        t.lookup(column)
 
 
 def test_threads_give_identical_answers(table: PrefixTable) -> None:
