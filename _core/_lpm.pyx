@@ -33,12 +33,11 @@ cdef uint32_t NODE_FLAG = 0x80000000u
 cdef enum:
     LPM_BLOCK = 32
 cdef int32_t MAX_VALUE = 2147483646
-# Top-level strides: 18 bits for a large IPv4 table puts most /24 routes one node below the direct
-# table (18 + 6 = 24). A small table (connector ranges) is better served by 16 bits: its direct
-# table (256 KiB) then stays in the L2 cache. IPv6 tables are sparse at the top: 16 bits.
+# Top-level strides: 18 bits for IPv4 puts /24 routes one node below the direct table
+# (18 + 6 = 24). That also holds for small connector tables: a 16-bit direct table that stays in
+# L2 measured slower, as /24-/28 ranges then need two node levels. IPv6 tables are sparse at the
+# top: 16 bits.
 cdef unsigned DIRECT_BITS_V4 = 18
-cdef unsigned DIRECT_BITS_V4_SMALL = 16
-cdef Py_ssize_t SMALL_TABLE = 4096
 cdef unsigned DIRECT_BITS_V6 = 16
 
 # --------------------------------------------------------------------------------------------
@@ -781,7 +780,7 @@ cdef class Core:
         cdef Snapshot snap = Snapshot()
         cdef Py_ssize_t n4 = int(np.count_nonzero(fam == 4))
         cdef int rc4, rc6
-        rc4 = _build_trie(&snap.t4, DIRECT_BITS_V4 if n4 > SMALL_TABLE else DIRECT_BITS_V4_SMALL, self.hi, self.lo, self.plen, self.val, n4)
+        rc4 = _build_trie(&snap.t4, DIRECT_BITS_V4, self.hi, self.lo, self.plen, self.val, n4)
         rc6 = _build_trie(&snap.t6, DIRECT_BITS_V6, self.hi + n4, self.lo + n4, self.plen + n4,
                           self.val + n4, n - n4)
         if rc4 or rc6:
@@ -1030,11 +1029,11 @@ cdef int _parse_length(const uint8_t *s, Py_ssize_t n, int fam) noexcept:
     return v
 
 
-def _range_to_cidrs(first, last, int bits):
+def _range_to_cidrs(first, last, bits):
     """Smallest list of (network, length) CIDR blocks that exactly cover [first, last]."""
     out = []
     while first <= last:
-        size = (first & -first) if first else (1 << bits)
+        size = (first & -first) if first else (1 << bits)  # Python ints: bits may be 128
         while size > last - first + 1:
             size >>= 1
         out.append((first, bits - size.bit_length() + 1))

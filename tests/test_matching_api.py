@@ -123,6 +123,14 @@ def test_default_routes_and_host_routes(backend: str) -> None:
     assert t.lookup_one("::ffff:1.1.1.1") == 0
 
 
+def test_ranges_starting_at_zero_are_minimal(backend: str) -> None:
+    # The decomposition's first block size at address 0 is the whole family (2**32, 2**128).
+    t = PrefixTable.from_pairs(
+        [("::-::1", 0), ("0.0.0.0-0.0.0.3", 1), ("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 2)], backend=backend
+    )
+    assert list(t.prefixes()) == [("0.0.0.0/30", 1), ("::/0", 2), ("::/127", 0)]
+
+
 def test_netmask_and_ranges(backend: str) -> None:
     t = PrefixTable(backend=backend)
     t.add("172.16.0.0/255.240.0.0", 1)
