@@ -699,11 +699,6 @@ cdef class Core:
             plen = _parse_length(s + slash + 1, b - slash - 1, fa)
             if plen < 0:
                 raise prefix_error(text, E_LENGTH, fa)
-            if fa == ADDR_V6 and ahi == 0 and (alo >> 32) == 0xFFFF and plen >= 96:
-                # ::ffff:a.b.c.d/n is the IPv4 prefix a.b.c.d/(n-96): mapped queries use IPv4.
-                fa = ADDR_V4
-                a4 = <uint32_t>alo
-                plen -= 96
             self._append_masked(fa, a4, ahi, alo, plen, <int32_t>v)
             return
         for k in range(a, b):
@@ -737,6 +732,12 @@ cdef class Core:
     cdef int _append_masked(self, int fam, uint32_t a4, uint64_t hi, uint64_t lo, int plen,
                             int32_t v) except -1:
         """Append with the host bits cleared (10.1.2.3/8 is stored as 10.0.0.0/8)."""
+        if fam == ADDR_V6 and hi == 0 and (lo >> 32) == 0xFFFF and plen >= 96:
+            # ::ffff:a.b.c.d/n is the IPv4 prefix a.b.c.d/(n-96): mapped queries are looked up as
+            # IPv4, so an IPv6 entry there (a CIDR or a range piece) could never match.
+            fam = ADDR_V4
+            a4 = <uint32_t>lo
+            plen -= 96
         if fam == ADDR_V4:
             return self._append(4, ((<uint64_t>a4) << 32) & _mask(plen), 0, <uint8_t>plen, v)
         return self._append(6, hi & _mask(plen), lo & _mask(plen - 64), <uint8_t>plen, v)
@@ -835,7 +836,7 @@ cdef class Core:
                 raise ValueError("malformed Arrow array: validity bitmap shorter than the array")
             valid = &vmv[0]
         dtype = np.dtype(indices.type.to_pandas_dtype())
-        raw = _offsets(buffers[1], dtype, off + n)[off:]
+        raw = _offsets(buffers[1], dtype, off + n, "indices")[off:]
         bad = _gather_indices(raw, <Py_ssize_t><size_t>valid, off, codes, out)
         if bad >= 0:
             raise ValueError(f"malformed Arrow dictionary array: index of row {bad} is outside its dictionary")
@@ -860,7 +861,7 @@ cdef class Core:
                 if vmv.shape[0] * 8 < off + n:
                     raise ValueError("malformed Arrow array: validity bitmap shorter than the array")
                 valid = &vmv[0]
-            raw = _offsets(buffers[1], np.uint32, off + n)[off:]
+            raw = _offsets(buffers[1], np.uint32, off + n, "indices")[off:]
             with nogil:
                 for i in range(n):
                     if _is_null(valid, off + i):
@@ -983,11 +984,11 @@ def _gather_indices(const index_t[::1] idx, Py_ssize_t valid_addr, Py_ssize_t vo
     return bad
 
 
-def _offsets(buf, dtype, count):
+def _offsets(buf, dtype, count, what="offsets"):
     try:
         return np.frombuffer(buf, dtype=dtype, count=count)
     except (TypeError, ValueError):
-        raise ValueError("malformed Arrow array: offsets buffer shorter than the array") from None
+        raise ValueError(f"malformed Arrow array: {what} buffer shorter than the array") from None
 
 
 def _layout_kind(layout):

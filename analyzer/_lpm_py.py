@@ -76,6 +76,14 @@ def _parse_length(text: str, family: int) -> int | None:
     return length if length <= _BITS[family] else None
 
 
+def _unmap(family: int, network: int, length: int) -> tuple[int, int, int]:
+    """``::ffff:a.b.c.d/n`` (n >= 96) is the IPv4 prefix ``a.b.c.d/(n-96)``: mapped queries are
+    looked up as IPv4, so an IPv6 entry there (a CIDR or a range piece) could never match."""
+    if family == 6 and network >> 32 == _MAPPED and length >= 96:
+        return 4, network & 0xFFFFFFFF, length - 96
+    return family, network, length
+
+
 def parse_prefix(text: str) -> list[tuple[int, int, int]]:
     """Parse a CIDR, address or range into ``[(family, network int, length), ...]``."""
     s = text.strip(_WS)
@@ -90,10 +98,8 @@ def parse_prefix(text: str) -> list[tuple[int, int, int]]:
         length = _parse_length(length_text, family)
         if length is None:
             raise prefix_error(text, E_LENGTH, family)
-        if family == 6 and value >> 32 == _MAPPED and length >= 96:
-            family, value, length = 4, value & 0xFFFFFFFF, length - 96
         bits = _BITS[family]
-        return [(family, value >> (bits - length) << (bits - length), length)]
+        return [_unmap(family, value >> (bits - length) << (bits - length), length)]
     if "-" not in s:
         parsed = parse_address(s)
         if isinstance(parsed, int):
@@ -110,7 +116,7 @@ def parse_prefix(text: str) -> list[tuple[int, int, int]]:
         raise prefix_error(text, E_RANGE_ORDER)
     cls = ipaddress.IPv4Address if first[0] == 4 else ipaddress.IPv6Address
     return [
-        (first[0], int(net.network_address), net.prefixlen)
+        _unmap(first[0], int(net.network_address), net.prefixlen)
         for net in ipaddress.summarize_address_range(cls(first[1]), cls(last[1]))
     ]
 
@@ -179,7 +185,7 @@ class Core:
         return self.lookup_int(*parsed)
 
     def gather(self, indices: pa.Array, codes: np.ndarray, out: np.ndarray) -> None:
-        for i, index in enumerate(indices.to_pylist()):
+        for i, index in enumerate(_validated(indices).to_pylist()):
             if index is None:
                 out[i] = ADDR_EMPTY
             elif 0 <= index < len(codes):
@@ -191,7 +197,7 @@ class Core:
 
     def first_rows(self, ids: pa.Array, max_id: int) -> tuple[np.ndarray, np.ndarray]:
         first: dict[int, int] = {}
-        for row, category in enumerate(ids.to_pylist()):
+        for row, category in enumerate(_validated(ids).to_pylist()):
             if category is None:
                 continue
             if category > max_id:
@@ -205,13 +211,19 @@ class Core:
             out[i] = self.lookup_int(4, address)
 
     def lookup_arrow(self, arr: pa.Array, out: np.ndarray) -> None:
-        as_bytes = arr.view(_BINARY_OF[_layout_name(arr.type)])
-        try:
-            as_bytes.validate(full=True)
-        except pa.ArrowInvalid as exc:
-            raise ValueError(f"malformed Arrow array: {exc}") from None
+        as_bytes = _validated(arr.view(_BINARY_OF[_layout_name(arr.type)]))
         for i, item in enumerate(as_bytes.to_pylist()):
             out[i] = self.lookup_text(item)
+
+
+def _validated(arr: pa.Array) -> pa.Array:
+    """The array itself, once Arrow has checked its buffers: converting a malformed array reads
+    outside them. Any Arrow error (ArrowInvalid, ArrowIndexError...) becomes a ValueError."""
+    try:
+        arr.validate(full=True)
+    except pa.ArrowException as exc:
+        raise ValueError(f"malformed Arrow array: {exc}") from None
+    return arr
 
 
 def _layout_name(layout: pa.DataType) -> str:

@@ -189,7 +189,6 @@ class PrefixTable:
         else:
             self._core.lookup_arrow(arr, out)
 
-
     def _lookup_categories(self, cats: _Categories, threads: int) -> np.ndarray:
         # polars keeps a Categorical as uint32 ids into a process-wide pool it does not expose,
         # and its own conversions hash every row. One pass over the ids finds a row for each id

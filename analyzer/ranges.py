@@ -62,7 +62,7 @@ def read_ranges(path: str | Path) -> list[tuple[str, str]]:
     content = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
     if not content:
         return []
-    first_no, first = content[0]
+    first = content[0][1]
     if "\t" in first:
         return _read_pfx2as(path, content)
     if "," in first:

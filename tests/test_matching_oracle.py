@@ -271,6 +271,7 @@ def test_routeviews_v6_python_twin_matches_compiled(rv6: Loaded, rv6_queries) ->
     twin = PrefixTable.from_pairs(rv6.pairs, backend="python")
     sample = texts[half - 2_500 : half + 2_500]  # half uniform, half inside a prefix
     compiled = rv6.table.lookup(pa.array(sample))
+    _assert_same(compiled, expected[half - 2_500 : half + 2_500], sample, "RouteViews IPv6, compiled")
     _assert_same(twin.lookup(pa.array(sample)), compiled, sample, "RouteViews IPv6, python twin")
     assert (compiled >= 0).sum() >= 2_500
 
