@@ -6,7 +6,7 @@ it, so the CLI can print ``str(error)`` as is and exit 2 without a traceback.
 
 from __future__ import annotations
 
-__all__ = ["AnalyzerError", "PrefixError"]
+__all__ = ["AnalyzerError", "ConfigError", "InputError", "PrefixError", "location"]
 
 
 class AnalyzerError(Exception):
@@ -51,6 +51,25 @@ class AnalyzerError(Exception):
 
 class PrefixError(AnalyzerError, ValueError):
     """An IP prefix (CIDR, address or range) that cannot be parsed."""
+
+
+class InputError(AnalyzerError):
+    """An input file (log, trace or report export) that cannot be read as any supported format,
+    or a malformed row when the caller asked for the first bad row to be fatal."""
+
+
+class ConfigError(AnalyzerError):
+    """A configuration export (connectors, accepted domains, the TOML config) that cannot be used."""
+
+
+def location(path: object, line: int | None = None, column: str | None = None) -> str:
+    """The ``where`` part of a message: ``file.csv, line 12, column 'Received'``."""
+    text = str(path)
+    if line is not None:
+        text += f", line {line}"
+    if column is not None:
+        text += f", column {column!r}"
+    return text
 
 
 # Reasons a prefix text is rejected; shared by the compiled core and its pure-Python twin so both
