@@ -1,4 +1,5 @@
-"""Builds the compiled core (analyzer._lpm from _core/). Everything else is in pyproject.toml."""
+"""Builds the compiled core (analyzer._lpm and analyzer._scan from _core/). Everything else is in
+pyproject.toml."""
 
 import os
 import platform
@@ -23,7 +24,13 @@ extensions = [
         sources=["_core/_lpm.pyx"],
         include_dirs=["_core"],
         extra_compile_args=compile_args,
-    )
+    ),
+    Extension(
+        "analyzer._scan",
+        sources=["_core/_scan.pyx"],
+        include_dirs=["_core"],
+        extra_compile_args=compile_args,
+    ),
 ]
 
 setup(

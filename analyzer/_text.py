@@ -1,0 +1,171 @@
+"""Bytes to UTF-8 text for every input the analyzer reads: gzip by magic number, BOM sniffing,
+UTF-16 without BOM by its NUL bytes, UTF-8 with a cp1252 fallback, all in bounded chunks.
+
+Exports come from Windows PowerShell 5.1 (ANSI), PowerShell 7 (UTF-8), ``Out-File`` (UTF-16LE
+with BOM), the Exchange admin center (UTF-16LE, sometimes without BOM) and Linux syslog (UTF-8).
+The encoding is decided from the content, never from the file name.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from analyzer.errors import InputError, location
+
+__all__ = ["TextSource", "decode_bytes", "open_binary", "read_text", "sniff_encoding"]
+
+CHUNK = 16 << 20
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def open_binary(path: str | Path) -> BinaryIO:
+    """Open `path` for reading bytes, transparently decompressing gzip (detected by magic)."""
+    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    if raw.peek(2)[:2] == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+    return raw
+
+
+def sniff_encoding(head: bytes) -> tuple[str, int]:
+    """``(encoding, bom_length)`` for the first bytes of a file.
+
+    A BOM decides; else a NUL in every other byte means UTF-16 (the EAC writes UTF-16LE without
+    BOM); else UTF-8, which the reader downgrades to cp1252 if the bytes are not valid UTF-8.
+    """
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name, len(bom)
+    sample = head[:4096]
+    if len(sample) >= 2:
+        even, odd = sample[0::2], sample[1::2]
+        even_nul, odd_nul = even.count(0), odd.count(0)
+        if odd_nul > len(odd) * 0.3 and even_nul < len(even) * 0.05:
+            return "utf-16-le", 0
+        if even_nul > len(even) * 0.3 and odd_nul < len(odd) * 0.05:
+            return "utf-16-be", 0
+    return "utf-8", 0
+
+
+def _looks_binary(text: str) -> bool:
+    """Control characters other than tab/CR/LF/FF in more than 1% of the first characters."""
+    sample = text[:8192]
+    if not sample:
+        return False
+    if "\x00" in sample:
+        return True
+    bad = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\r\n\f")
+    return bad > len(sample) * 0.01
+
+
+class _NotUtf8(Exception):
+    pass
+
+
+class TextSource:
+    """One input file as a stream of UTF-8 byte chunks (BOM removed, lines never split inside a
+    multi-byte character). `encoding` says what the file was; it is final once iteration ends
+    (a file that turns out not to be UTF-8 is re-read as cp1252 from the start)."""
+
+    def __init__(self, path: str | Path, chunk_size: int = CHUNK) -> None:
+        self.path = Path(path)
+        self.chunk_size = chunk_size
+        with open_binary(self.path) as fh:
+            head = fh.read(64 << 10)
+        self.compressed = _is_gzip(self.path)
+        self.encoding, self._bom = sniff_encoding(head)
+        self._head = head
+        body = head[self._bom:]
+        if self.encoding == "utf-8":
+            try:
+                head_text = codecs.getincrementaldecoder("utf-8")("strict").decode(body, False)
+            except UnicodeDecodeError:
+                self.encoding = "cp1252"
+        if self.encoding != "utf-8":
+            head_text = body.decode(self.encoding, "replace")
+        self.head_text = head_text
+        if _looks_binary(head_text):
+            raise InputError("unreadable input file", expected="text (CSV, JSON or a log)",
+                             got="binary data", where=location(self.path),
+                             hint="give the exported .csv/.json/.log file, or a .gz of it")
+
+    def chunks(self) -> Iterator[bytes]:
+        """UTF-8 bytes of the whole file, in chunks of about `chunk_size` bytes."""
+        if self.encoding == "utf-8":
+            try:
+                yield from self._chunks("utf-8", validate=True)
+                return
+            except _NotUtf8:
+                self.encoding = "cp1252"
+        yield from self._chunks(self.encoding, validate=False)
+
+    def _chunks(self, encoding: str, validate: bool) -> Iterator[bytes]:
+        with open_binary(self.path) as fh:
+            fh.read(self._bom)
+            if encoding == "utf-8":
+                decoder = codecs.getincrementaldecoder("utf-8")("strict")
+                pending = b""
+                while True:
+                    block = fh.read(self.chunk_size)
+                    final = not block
+                    try:
+                        # decoded only to validate: the original bytes are yielded, cut after the
+                        # last whole character
+                        decoder.decode(block, final)
+                    except UnicodeDecodeError:
+                        raise _NotUtf8 from None
+                    data = pending + block
+                    cut = len(data) - len(decoder.getstate()[0])
+                    if cut:
+                        yield data[:cut]
+                    pending = data[cut:]
+                    if final:
+                        return
+            decoder = codecs.getincrementaldecoder(encoding)("replace")
+            while True:
+                block = fh.read(self.chunk_size)
+                text = decoder.decode(block, not block)
+                if text:
+                    yield text.encode("utf-8", "surrogatepass")
+                if not block:
+                    return
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def decode_bytes(data: bytes, where: str | Path = "<bytes>") -> tuple[str, str]:
+    """Decode a whole (small) file's bytes: ``(text, encoding)``; same rules as `TextSource`."""
+    if data[:2] == _GZIP_MAGIC:
+        data = gzip.decompress(data)
+    encoding, bom = sniff_encoding(data[:65536])
+    body = data[bom:]
+    if encoding == "utf-8":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding, text = "cp1252", body.decode("cp1252", "replace")
+    else:
+        text = body.decode(encoding, "replace")
+    if _looks_binary(text):
+        raise InputError("unreadable input file", expected="text (CSV, JSON or XML)", got="binary data",
+                         where=location(where))
+    return text, encoding
+
+
+def read_text(path: str | Path) -> tuple[str, str]:
+    """Read and decode a whole small file (configuration exports): ``(text, encoding)``."""
+    with open_binary(path) as fh:
+        data = fh.read()
+    return decode_bytes(data, path)
+

@@ -1,0 +1,646 @@
+"""Read every supported export into one normalized polars table.
+
+Formats are detected from the content, never the file name: Get-MessageTrace(V2) summaries and
+Get-MessageTraceDetail(V2) events (CSV or JSON), the EAC enhanced-summary and extended reports,
+Exchange Server message tracking logs, Postfix syslog and Defender ``EmailEvents`` (CSV, JSON or
+the streaming API's NDJSON); gzip, UTF-8/UTF-16/cp1252, directories and globs.
+
+Files are read in bounded batches; each batch is normalized and spooled to Parquet, so memory does
+not grow with the input. The result is a LazyFrame over the spool with duplicate records (the same
+record in two overlapping exports) removed. Rows that cannot be read are counted per file and kept
+with their file, line and reason (`Ingest.rejects`); ``strict=True`` makes the first one fatal.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import glob
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from analyzer._text import TextSource
+from analyzer.errors import InputError, location
+from analyzer.readers import _csv, _json
+from analyzer.readers._dates import DateOrder, decide_order, parse_timestamps
+from analyzer.readers._formats import MSGTRK_FIELDS, NEEDED, detect_columns, key, looks_like_config, normalize
+from analyzer.readers._schema import DIRECTIONS, EVENTS, FORMATS, SCHEMA, finalize
+
+__all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "SCHEMA", "FileReport", "Ingest", "detect", "ingest",
+           "read", "REJECTS_SCHEMA"]
+
+REJECTS_SCHEMA = {"source_file": pl.String(), "source_line": pl.Int64(), "reason": pl.String(),
+                  "raw": pl.String()}
+_EXPECTED_FORMATS = ("a message trace (CSV/JSON), message trace details, an EAC enhanced summary or "
+                     "extended report, an Exchange tracking log, a Postfix log or a Defender EmailEvents export")
+_FORMAT_HINT = "check that this is the exported file itself; see the README's list of formats"
+_RAW_LIMIT = 2000  # characters of a rejected row kept in the rejects file
+
+# What `_key` (the de-duplication hash) covers: the same record in two overlapping exports has
+# the same values in these; trace summaries follow Microsoft's own rule (trace id, recipient,
+# received time) since a later export may show a newer status for the same row.
+_CONTENT = [c for c in SCHEMA if c not in ("source_file", "source_line")]
+_TRACE_KEY = ["source_format", "message_key", "recipient", "timestamp"]
+
+
+@dataclass
+class FileReport:
+    """What happened to one input file."""
+
+    path: str
+    format: str
+    encoding: str = ""
+    compressed: bool = False
+    rows_read: int = 0  # records found (kept + skipped)
+    rows_kept: int = 0  # records in the table before de-duplication (may exceed rows_read when
+    #                     one row lists several recipients)
+    rows_skipped: int = 0  # malformed records, kept in the rejects
+    rows_ignored: int = 0  # lines that are not records of this format (other Defender tables,
+    #                        Postfix lines other than deliveries, comment lines)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Ingest:
+    """The outcome of reading a set of inputs: the normalized records, per-file reports and the
+    rejected rows. `frame` is lazy and reads the spool directory, which lives until exit."""
+
+    frame: pl.LazyFrame
+    files: list[FileReport]
+    spool: Path
+
+    def rejects(self) -> pl.LazyFrame:
+        """Rejected rows: ``source_file, source_line, reason, raw``."""
+        parts = sorted(self.spool.glob("rejects-*.parquet"))
+        if not parts:
+            return pl.LazyFrame(schema=REJECTS_SCHEMA)
+        return pl.scan_parquet(parts)
+
+    def totals(self) -> pl.DataFrame:
+        """Per file: format, encoding, rows read/kept/skipped/ignored and duplicates dropped."""
+        dupes = self._duplicates()
+        return pl.DataFrame(
+            {
+                "source_file": [f.path for f in self.files],
+                "format": [f.format for f in self.files],
+                "encoding": [f.encoding for f in self.files],
+                "rows_read": [f.rows_read for f in self.files],
+                "rows_kept": [f.rows_kept for f in self.files],
+                "rows_skipped": [f.rows_skipped for f in self.files],
+                "rows_ignored": [f.rows_ignored for f in self.files],
+                "duplicates": [dupes.get(f.path, 0) for f in self.files],
+                "notes": ["; ".join(f.notes) for f in self.files],
+            },
+            schema_overrides={c: pl.Int64 for c in ("rows_read", "rows_kept", "rows_skipped",
+                                                     "rows_ignored", "duplicates")},
+        )
+
+    def _duplicates(self) -> dict[str, int]:
+        parts = _parts(self.spool)
+        if not parts:
+            return {}
+        counts = (pl.scan_parquet(parts).select("source_file", "_key")
+                  .filter(~pl.col("_key").is_first_distinct())
+                  .group_by("source_file").len().collect())
+        return dict(zip(counts["source_file"].to_list(), counts["len"].to_list()))
+
+
+def _parts(spool: Path) -> list[Path]:
+    return sorted(spool.glob("records-*.parquet"))
+
+
+def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Files named by `paths`: files as given, directories recursively (sorted), glob patterns."""
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+        elif path.exists():
+            out.append(path)
+        elif glob.has_magic(text):
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
+            files = [m for m in matches if m.is_file()]
+            for m in matches:
+                if m.is_dir():
+                    files.extend(sorted(p for p in m.rglob("*") if p.is_file()))
+            if not files:
+                raise InputError("no input files", expected="files matching the pattern", got="none",
+                                 where=text)
+            out.extend(files)
+        else:
+            raise InputError("input not found", expected="an existing file, directory or glob",
+                             got="nothing at that path", where=text)
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        resolved = p.resolve()
+        if resolved not in seen:
+            seen.add(resolved)
+            unique.append(p)
+    return unique
+
+
+@dataclass
+class _Detected:
+    container: str  # "csv", "json", "ndjson", "postfix", "config"
+    format: str
+    header: list[str] | None = None
+
+
+def detect(path: str | os.PathLike) -> str:
+    """The format name of one input file (one of FORMATS, or ``"config"`` for connector and
+    accepted-domain exports); raises InputError when it is none of them."""
+    source = TextSource(path)
+    return _detect(source).format
+
+
+def _first_lines(text: str, limit: int = 50) -> list[str]:
+    return [line for line in text.splitlines()[:limit]]
+
+
+def _detect(source: TextSource) -> _Detected:
+    head = source.head_text
+    stripped = head.lstrip()
+    where = location(source.path, 1)
+    if not stripped:
+        raise InputError("empty input file", expected=_EXPECTED_FORMATS, got="no data",
+                         where=location(source.path))
+    lines = _first_lines(head)
+    if stripped.startswith(("{", "[")):
+        if _json.is_ndjson(head):
+            container = "ndjson"
+            probe = _json.JsonBatch()
+            for n, line in enumerate(lines, 1):
+                if line.strip():
+                    try:
+                        _json.unwrap(json.loads(line), probe, n)
+                    except ValueError:
+                        break
+        else:
+            container = "json"
+            try:
+                probe = _json.read_document(source)
+            except _json._BadJson as exc:
+                raise InputError("unreadable JSON", expected="a complete JSON document",
+                                 got=exc.msg, where=location(source.path, exc.line),
+                                 hint="the export may be truncated; export it again") from None
+        names = {k for record in probe.records[:50] for k in record}
+        fmt = detect_columns(names)
+        if fmt is not None:
+            return _Detected(container, fmt)
+        if looks_like_config(names):
+            return _Detected("config", "config")
+        if probe.ignored and not probe.records:
+            return _Detected(container, "emailevents")  # Defender stream without EmailEvents rows
+        raise InputError("unrecognized JSON input", expected=_EXPECTED_FORMATS,
+                         got=f"records with the properties {_show(sorted(names))}" if names else "no records",
+                         where=where, hint=_FORMAT_HINT)
+    if any(_is_postfix(line) for line in lines):
+        return _Detected("postfix", "postfix")
+    content = [line for line in lines if line.strip()]
+    first = content[0]
+    if first.startswith("#"):
+        fields = next((line for line in content if line.startswith("#Fields:")), None)
+        if fields is not None:
+            header = [f.strip() for f in fields[len("#Fields:"):].split(",")]
+            fmt = detect_columns(header)
+            if fmt is not None:
+                return _Detected("csv", fmt, header)
+        if first.startswith("#TYPE") and len(content) > 1:
+            first = content[1]
+        elif fields is None and first.startswith(("#Software", "#Version", "#Log-type", "#Date")):
+            raise InputError("tracking log without a #Fields line", expected="a '#Fields: ...' header line",
+                             got="none in the first lines", where=where, hint=_FORMAT_HINT)
+    header = _csv.split_header(first.encode("utf-8"))
+    fmt = detect_columns(header)
+    if fmt is not None:
+        return _Detected("csv", fmt, header)
+    if looks_like_config(header):
+        return _Detected("config", "config")
+    # Exchange 2013+ tracking logs copied without their header: 30 fields, ISO time first
+    row = _csv.split_header(first.encode("utf-8"))
+    if len(row) == len(MSGTRK_FIELDS) and _ISO_START.match(first):
+        return _Detected("csv", "msgtrk", list(MSGTRK_FIELDS) + ["<headerless>"])
+    got = "binary or unknown text" if not header else f"a first line starting {_show([first[:60]])}"
+    raise InputError("unrecognized input file", expected=_EXPECTED_FORMATS, got=got, where=where,
+                     hint=_FORMAT_HINT)
+
+
+_ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+_POSTFIX = re.compile(r"\bpostfix(?:-[\w.-]+)?/[\w/-]+\[\d+\]:")
+
+
+def _is_postfix(line: str) -> bool:
+    return bool(_POSTFIX.search(line))
+
+
+def _show(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(i) for i in items[:limit])
+    return shown + (", ..." if len(items) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+@dataclass
+class _Options:
+    year: int | None
+    strict: bool
+    date_order: str | None
+    batch_bytes: int
+
+
+class _Spool:
+    """Numbered Parquet parts in the spool directory; numbers follow input order, so reading the
+    parts back in name order gives the records in file and line order."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.n = 0
+
+    def reserve(self) -> int:
+        self.n += 1
+        return self.n - 1
+
+    def write(self, kind: str, frame: pl.DataFrame, index: int | None = None) -> None:
+        if frame.height == 0:
+            return
+        if index is None:
+            index = self.reserve()
+        target = self.dir / f"{kind}-{index:08d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        # lz4: the spool is rewritten every run and read once; speed matters more than size
+        frame.write_parquet(tmp, compression="lz4", statistics=False)
+        os.replace(tmp, target)
+        self.n += 1
+
+
+def _reject_frame(path: str, rows: list[tuple[int, str, str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "source_file": [path] * len(rows),
+            "source_line": [r[0] for r in rows],
+            "reason": [f"expected {r[1]}, got {r[2]}" for r in rows],
+            "raw": [r[3][:_RAW_LIMIT] for r in rows],
+        },
+        schema=REJECTS_SCHEMA,
+    )
+
+
+def _fail_strict(path: Path, row: tuple[int, str, str, str]) -> None:
+    raise InputError("malformed row", expected=row[1], got=row[2], where=location(path, row[0]),
+                     hint="fix or remove the row, or read without strict mode to skip it into the rejects file")
+
+
+_SIZE_OK = r"^\s*\d+\s*$"
+
+
+_TS_COLUMN = {"exo_trace": "received", "exo_trace_detail": "date",
+              "exo_enhanced_summary": "origintimestamputc", "emailevents": "timestamp"}
+
+
+def _decide_dates(fmt: str, raw: pl.DataFrame, order: DateOrder, opts: _Options, report: FileReport) -> None:
+    """Settle the file's day/month order from a batch before it is converted (main thread)."""
+    if order.how != "undecided" or raw.height == 0:
+        return
+    name = _TS_COLUMN.get(fmt) or ("datetimeutc" if "datetimeutc" in raw.columns else "datetime")
+    if name in raw.columns:
+        before = order.how
+        decide_order(raw.get_column(name), order, opts.date_order)
+        if order.order and before != order.how:
+            report.notes[:] = [n for n in report.notes if not n.startswith("dates read as")] + [order.describe()]
+
+
+def _convert(fmt: str, raw: pl.DataFrame, path: Path, order: DateOrder, raw_text: callable,
+             spool: _Spool, index: int) -> tuple[int, list[tuple[int, str, str, str]]]:
+    """Normalize one batch, spool its records as part `index`; return (records kept, rejects).
+    Runs on a worker thread: it only touches its own batch (polars releases the GIL)."""
+    if raw.height == 0:
+        return 0, []
+    part = normalize(fmt, raw)
+    stamps = parse_timestamps(part.get_column("_ts"), order)
+    part = part.with_columns(stamps.alias("timestamp"))
+    bad_ts = part.get_column("timestamp").is_null()
+    size_text = part.get_column("_size")
+    bad_size = size_text.is_not_null() & ~size_text.str.contains(_SIZE_OK)
+    bad = (bad_ts | bad_size).fill_null(True)
+    rows: list[tuple[int, str, str, str]] = []
+    if bad.any():
+        failed = part.filter(bad).select("source_line", "_ts", "_size")
+        for line, ts, size in failed.iter_rows():  # only the malformed rows
+            if ts is None:
+                rows.append((line, "a timestamp", "an empty value", ""))
+            elif size is not None and not size.strip().isdigit():
+                rows.append((line, "a size in bytes", repr(size), ""))
+            else:
+                shown = {"dmy": " (day/month/year in this file)", "mdy": " (month/day/year in this file)"}
+                rows.append((line, "a date and time" + shown.get(order.order or "", ""), repr(ts), ""))
+        rows = _dedupe_lines(rows)
+        texts = raw_text([r[0] for r in rows])
+        rows = [(r[0], r[1], r[2], texts.get(r[0], "")) for r in rows]
+        part = part.filter(~bad)
+    part = part.with_columns(pl.col("_size").str.strip_chars().cast(pl.Int64, strict=False).alias("size_bytes"))
+    final = _with_key(finalize(part, fmt, str(path)), fmt)
+    spool.write("records", final, index)
+    return final.height, rows
+
+
+def _settle(path: Path, kept: int, rows: list[tuple[int, str, str, str]], opts: _Options,
+            report: FileReport, spool: _Spool) -> None:
+    """Account for one converted batch, in file order (main thread)."""
+    if rows:
+        if opts.strict:
+            _fail_strict(path, rows[0])
+        spool.write("rejects", _reject_frame(str(path), rows))
+        report.rows_skipped += len(rows)
+    report.rows_kept += kept
+
+
+def _dedupe_lines(rows: list[tuple[int, str, str, str]]) -> list[tuple[int, str, str, str]]:
+    # a row exploded per recipient fails once, not once per recipient
+    seen: set[int] = set()
+    out = []
+    for r in rows:
+        if r[0] not in seen:
+            seen.add(r[0])
+            out.append(r)
+    return out
+
+
+def _with_key(frame: pl.DataFrame, fmt: str) -> pl.DataFrame:
+    cols = _TRACE_KEY if fmt == "exo_trace" else _CONTENT
+    return frame.with_columns(pl.struct(cols).hash(seed=0x5EED).alias("_key"))
+
+
+def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileReport, spool: _Spool) -> None:
+    """Stream a CSV-shaped file (trace/EAC exports, tracking logs) batch by batch.
+
+    The main thread reads, scans and parses a batch while up to two workers convert the previous
+    ones; results are accounted for in file order. Strict mode converts in line, so the error
+    names the first bad row.
+    """
+    path = source.path
+    header = det.header
+    headerless = header is not None and header[-1] == "<headerless>"
+    if headerless:
+        header = header[:-1]
+        report.notes.append("no #Fields line: assumed the 30 fields of Exchange 2013+")
+    header_pending = not headerless and det.format != "msgtrk"
+    order = DateOrder()
+    columns: list[str] = [key(h) for h in header] if header else []
+    pool = None if opts.strict else ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-read")
+    pending: deque = deque()
+
+    def settle(limit: int) -> None:
+        while len(pending) > limit:
+            future, ragged = pending.popleft()
+            kept, rows = future.result()
+            _settle(path, kept, sorted(ragged + rows), opts, report, spool)
+
+    try:
+        for recs in _csv.iter_records(source.chunks()):
+            data, starts, ends, lines, nfields = recs.data, recs.starts, recs.ends, recs.lines, recs.fields
+            if starts.size == 0:
+                continue
+            arr = np.frombuffer(data, dtype=np.uint8)
+            blank = ends <= starts
+            first_byte = arr[np.minimum(starts, len(data) - 1)] if len(data) else np.zeros_like(starts)
+            comment = (first_byte == 35) & ~blank  # '#'
+            skip = blank | comment
+            # '#Fields' lines switch the column list from there on (logs may restart their header)
+            segments: list[tuple[int, int, list[str]]] = []
+            seg_start = 0
+            for i in np.flatnonzero(comment).tolist():
+                text = data[starts[i]:ends[i]].decode("utf-8", "replace")
+                if text.startswith("#Fields:"):
+                    segments.append((seg_start, i, columns))
+                    columns = [key(f.strip()) for f in text[len("#Fields:"):].split(",")]
+                    seg_start = i + 1
+            segments.append((seg_start, len(starts), columns))
+            for lo, hi, cols in segments:
+                if lo >= hi:
+                    continue
+                sel = np.zeros(len(starts), dtype=bool)
+                sel[lo:hi] = True
+                sel &= ~skip
+                if header_pending:
+                    idx = np.flatnonzero(sel)
+                    if idx.size == 0:
+                        continue
+                    h = int(idx[0])
+                    cols = columns = [key(x) for x in _csv.split_header(data[starts[h]:ends[h]])]
+                    sel[h] = False
+                    header_pending = False
+                if len(set(cols)) != len(cols):
+                    cols = _unique_names(cols)
+                good = sel & (nfields == len(cols))
+                ragged_rows = []
+                for i in np.flatnonzero(sel & ~good).tolist():  # malformed records only
+                    got = int(nfields[i])
+                    text = data[starts[i]:ends[i]].decode("utf-8", "replace")
+                    reason = (f"{got} fields and an unclosed quote (truncated file?)"
+                              if i == len(starts) - 1 and text.count('"') % 2 else f"{got} fields")
+                    ragged_rows.append((int(lines[i]), f"{len(cols)} fields", reason, text[:_RAW_LIMIT]))
+                report.rows_read += int(sel.sum())
+                keep = [i for i, name in enumerate(cols) if name in NEEDED[det.format]]
+                raw = _csv.parse_batch(data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep)
+                raw = raw.with_columns(pl.Series("source_line", lines[good]))
+                _decide_dates(det.format, raw, order, opts, report)
+
+                def raw_text(wanted: list[int], _d=data, _s=starts, _e=ends, _l=lines) -> dict[int, str]:
+                    # only for rejected rows: find each by its line (lines are sorted)
+                    at = np.searchsorted(_l, wanted)
+                    return {w: _d[_s[i]:_e[i]].decode("utf-8", "replace") for w, i in zip(wanted, at.tolist())}
+
+                args = (det.format, raw, path, replace(order), raw_text, spool, spool.reserve())
+                if pool is None:
+                    kept, rows = _convert(*args)
+                    _settle(path, kept, sorted(ragged_rows + rows), opts, report, spool)
+                else:
+                    pending.append((pool.submit(_convert, *args), ragged_rows))
+                    settle(2)
+        settle(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if header_pending:
+        raise InputError("CSV file without rows", expected="a header line and rows", got="no header",
+                         where=location(path))
+
+
+def _unique_names(columns: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for c in columns:
+        n = seen.get(c, 0)
+        seen[c] = n + 1
+        out.append(c if n == 0 else f"{c}_{n}")
+    return out
+
+
+def _read_json_batches(batches: Iterator[_json.JsonBatch], det: _Detected, source: TextSource,
+                       opts: _Options, report: FileReport, spool: _Spool) -> None:
+    path = source.path
+    order = DateOrder()
+    for batch in batches:
+        report.rows_ignored += batch.ignored
+        if batch.rejects:
+            if opts.strict:
+                _fail_strict(path, batch.rejects[0])
+            spool.write("rejects", _reject_frame(str(path), batch.rejects))
+            report.rows_skipped += len(batch.rejects)
+        if not batch.records:
+            continue
+        report.rows_read += len(batch.records)
+        names: dict[str, str] = {}
+        for record in batch.records:
+            for k in record:
+                if k not in names:
+                    names[k] = key(k)
+        columns: dict[str, list[str | None]] = {}
+        for original, normalized in names.items():
+            if normalized in columns:
+                continue
+            columns[normalized] = [r.get(original) for r in batch.records]
+        raw = pl.DataFrame(columns, schema={k: pl.String for k in columns})
+        raw = raw.with_columns(pl.Series("source_line", batch.lines, dtype=pl.Int64))
+        records, lines = batch.records, batch.lines
+
+        def raw_text(wanted: list[int], _r=records, _l=lines) -> dict[int, str]:
+            index = {line: i for i, line in enumerate(_l)}
+            return {w: json.dumps(_r[index[w]], ensure_ascii=False) for w in wanted if w in index}
+
+        _decide_dates(det.format, raw, order, opts, report)
+        kept, rows = _convert(det.format, raw, path, replace(order), raw_text, spool, spool.reserve())
+        _settle(path, kept, rows, opts, report, spool)
+
+
+def _read_postfix(source: TextSource, opts: _Options, report: FileReport, spool: _Spool) -> None:
+    from analyzer.readers._postfix import parse_postfix
+
+    path = source.path
+    mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc)
+    line_base = 1
+    tail = b""
+    chunks = source.chunks()
+    while True:
+        chunk = next(chunks, None)
+        data = tail + (chunk or b"")
+        if chunk is not None:
+            cut = data.rfind(b"\n") + 1
+            tail, data = data[cut:], data[:cut]
+        else:
+            tail = b""
+        if data:
+            text = data.decode("utf-8")
+            lines = pl.Series("line", [text]).str.strip_suffix("\n").str.split("\n").explode()
+            lines = lines.str.strip_suffix("\r")
+            n = lines.len()
+            frame = pl.DataFrame({"line": lines,
+                                  "source_line": np.arange(line_base, line_base + n, dtype=np.int64)})
+            line_base += n
+            records, rejects = parse_postfix(frame, year=opts.year, mtime=mtime)
+            nonblank = int(frame.get_column("line").str.strip_chars().str.len_bytes().gt(0).sum())
+            if rejects.height:
+                rows = [(r[0], "a Postfix delivery line", r[1], r[2])
+                        for r in rejects.select("source_line", "reason", "raw").iter_rows()]
+                if opts.strict:
+                    _fail_strict(path, rows[0])
+                spool.write("rejects", _reject_frame(str(path), rows))
+                report.rows_skipped += len(rows)
+            used = records.get_column("source_line").n_unique() if records.height else 0
+            report.rows_read += used + rejects.height
+            report.rows_ignored += max(nonblank - used - rejects.height, 0)
+            if records.height:
+                final = _with_key(finalize(records, "postfix", str(path)), "postfix")
+                report.rows_kept += final.height
+                spool.write("records", final)
+        if chunk is None:
+            break
+
+
+_SPOOLS: list[Path] = []
+
+
+@atexit.register
+def _cleanup() -> None:
+    for d in _SPOOLS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def ingest(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    *,
+    year: int | None = None,
+    strict: bool = False,
+    date_order: str | None = None,
+    spool_dir: str | os.PathLike | None = None,
+    batch_bytes: int = 16 << 20,
+) -> Ingest:
+    """Read every input file into the normalized record table (see `read`) and report per file.
+
+    Options: `year` for Postfix timestamps without one (default: the file's modification year);
+    `strict` makes the first malformed row an InputError instead of a reject; `date_order`
+    (``"dmy"``/``"mdy"``) overrides the per-file day/month decision; `spool_dir` keeps the
+    normalized Parquet batches (default: a temporary directory removed at exit).
+    """
+    if date_order not in (None, "dmy", "mdy"):
+        raise InputError("invalid date_order option", expected="'dmy' or 'mdy'", got=repr(date_order),
+                         where="date_order")
+    files = expand_paths(paths)
+    if spool_dir is None:
+        spool = Path(tempfile.mkdtemp(prefix="mailflow-spool-"))
+        _SPOOLS.append(spool)
+    else:
+        spool = Path(spool_dir)
+        spool.mkdir(parents=True, exist_ok=True)
+        for old in list(spool.glob("records-*.parquet")) + list(spool.glob("rejects-*.parquet")):
+            old.unlink()
+    opts = _Options(year, strict, date_order, batch_bytes)
+    writer = _Spool(spool)
+    reports = []
+    for path in files:
+        source = TextSource(path, chunk_size=batch_bytes)
+        det = _detect(source)
+        report = FileReport(str(path), det.format, compressed=source.compressed)
+        if det.container == "config":
+            report.notes.append("connector or accepted-domain export: configuration, not records")
+        elif det.container == "csv":
+            _read_csv(source, det, opts, report, writer)
+        elif det.container == "ndjson":
+            _read_json_batches(_json.iter_ndjson(source), det, source, opts, report, writer)
+        elif det.container == "json":
+            _read_json_batches(iter([_json.read_document(source)]), det, source, opts, report, writer)
+        elif det.container == "postfix":
+            _read_postfix(source, opts, report, writer)
+        report.encoding = source.encoding
+        reports.append(report)
+    parts = _parts(spool)
+    if parts:
+        frame = (pl.scan_parquet(parts)
+                 .unique(subset=["_key"], keep="first", maintain_order=True)
+                 .drop("_key"))
+    else:
+        frame = pl.LazyFrame(schema=SCHEMA)
+    return Ingest(frame, reports, spool)
+
+
+def read(paths: str | os.PathLike | Iterable[str | os.PathLike], **options) -> pl.LazyFrame:
+    """Every record of the input files (files, directories, globs) as one LazyFrame with the
+    columns of `SCHEMA`, duplicates across overlapping exports removed. Options as `ingest`."""
+    return ingest(paths, **options).frame

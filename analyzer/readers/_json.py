@@ -1,0 +1,182 @@
+"""JSON exports: arrays, NDJSON, OData pages ``{"value":[...]}``, Defender streaming records
+``{"category":"AdvancedHunting-EmailEvents","properties":{...}}``, Event Hub ``{"records":[...]}``
+and SIEM wrappers ``{"input":{"message":"<json>"}}``; every record with the line it starts on."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from analyzer._text import TextSource
+
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"\s*")
+_LIST_KEYS = ("value", "records", "Records", "results", "d")
+
+
+@dataclass
+class JsonBatch:
+    """Records of one batch as flat dicts of text, with their lines; plus what was set aside."""
+
+    records: list[dict[str, str | None]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    ignored: int = 0
+    rejects: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, expected, got, raw
+
+
+def is_ndjson(head: str) -> bool:
+    """True when the first non-empty line is a complete JSON object on its own."""
+    for line in head.splitlines():
+        if line.strip():
+            try:
+                value = json.loads(line)
+            except ValueError:
+                return False
+            return isinstance(value, dict)
+    return False
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    return json.dumps(value, ensure_ascii=False)
+
+
+def unwrap(value: Any, batch: JsonBatch, line: int) -> None:
+    """Append the records held in `value` (any of the known envelopes) to `batch`."""
+    if isinstance(value, list):
+        for item in value:
+            unwrap(item, batch, line)
+        return
+    if not isinstance(value, dict):
+        batch.rejects.append((line, "a JSON object", f"a JSON {type(value).__name__}", _text(value) or ""))
+        return
+    if "input" in value and isinstance(value["input"], dict):  # SIEM test cases: only the input
+        unwrap(value["input"], batch, line)
+        return
+    message = value.get("message")
+    if isinstance(message, str) and message.lstrip().startswith(("{", "[")) and len(value) <= 4:
+        try:
+            inner = json.loads(message)
+        except ValueError:
+            batch.rejects.append((line, "JSON in the 'message' field", "text that is not JSON", message))
+            return
+        unwrap(inner, batch, line)
+        return
+    for key in _LIST_KEYS:
+        if isinstance(value.get(key), list):
+            unwrap(value[key], batch, line)
+            return
+    category = value.get("category") or value.get("Category")
+    properties = value.get("properties") or value.get("Properties")
+    if isinstance(category, str) and isinstance(properties, dict):
+        if category.lower().endswith("emailevents"):
+            unwrap(properties, batch, line)
+        else:
+            batch.ignored += 1  # another Defender table (attachments, URLs...) in the same stream
+        return
+    batch.records.append({k: _text(v) for k, v in value.items() if k != "__metadata"})
+    batch.lines.append(line)
+
+
+def iter_ndjson(source: TextSource, batch_size: int = 50_000) -> Iterator[JsonBatch]:
+    """Batches of an NDJSON file, line by line, streamed."""
+    batch = JsonBatch()
+    line_no = 0
+    tail = b""
+    for chunk in source.chunks():
+        data = tail + chunk
+        cut = data.rfind(b"\n") + 1
+        tail = data[cut:]
+        for raw in data[:cut].decode("utf-8").split("\n")[:-1]:
+            line_no += 1
+            _ndjson_line(raw, line_no, batch)
+            if len(batch.records) + len(batch.rejects) >= batch_size:
+                yield batch
+                batch = JsonBatch()
+    if tail:
+        line_no += 1
+        _ndjson_line(tail.decode("utf-8"), line_no, batch)
+    yield batch
+
+
+def _ndjson_line(raw: str, line_no: int, batch: JsonBatch) -> None:
+    text = raw.strip()
+    if not text:
+        return
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        batch.rejects.append((line_no, "one JSON object a line", f"invalid JSON ({exc.msg} at column {exc.colno})", raw))
+        return
+    unwrap(value, batch, line_no)
+
+
+def read_document(source: TextSource) -> JsonBatch:
+    """A whole JSON document (array, object, OData page). Records of a top-level array or of an
+    envelope's list keep their own line numbers; the document is parsed in memory (these exports
+    are capped at a few thousand rows per call)."""
+    text = b"".join(source.chunks()).decode("utf-8")
+    batch = JsonBatch()
+    start = _WS.match(text).end()
+    try:
+        value, end = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as exc:
+        raise _BadJson(exc.lineno, exc.msg) from None
+    rest = _WS.match(text, end).end()
+    if rest != len(text):
+        line = text.count("\n", 0, rest) + 1
+        raise _BadJson(line, "extra data after the JSON document")
+    lists = _list_positions(text, start, value)
+    if lists is None:
+        unwrap(value, batch, text.count("\n", 0, start) + 1)
+        return batch
+    for item, line in lists:
+        unwrap(item, batch, line)
+    return batch
+
+
+class _BadJson(Exception):
+    def __init__(self, line: int, msg: str) -> None:
+        super().__init__(msg)
+        self.line = line
+        self.msg = msg
+
+
+def _list_positions(text: str, start: int, value: Any) -> list[tuple[Any, int]] | None:
+    """Elements of the top-level array (or of an OData/Event Hub envelope's list) with the line
+    each begins on, by walking the array with raw_decode; None for other shapes."""
+    pos = start
+    if isinstance(value, dict):
+        key = next((k for k in _LIST_KEYS if isinstance(value.get(k), list)), None)
+        if key is None:
+            return None
+        match = re.compile(r'"%s"\s*:\s*\[' % re.escape(key)).search(text, start)
+        if match is None:
+            return None
+        pos = match.end() - 1
+    elif not isinstance(value, list):
+        return None
+    out: list[tuple[Any, int]] = []
+    pos += 1  # past '['
+    line, counted = 1, 0
+    while True:
+        pos = _WS.match(text, pos).end()
+        if text[pos] == "]":
+            return out
+        line += text.count("\n", counted, pos)
+        counted = pos
+        item, pos = _DECODER.raw_decode(text, pos)
+        out.append((item, line))
+        pos = _WS.match(text, pos).end()
+        if text[pos] == ",":
+            pos += 1
