@@ -458,21 +458,24 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                     ragged_rows.append((int(lines[i]), f"{len(cols)} fields", reason, text[:_RAW_LIMIT]))
                 report.rows_read += int(sel.sum())
                 keep = [i for i, name in enumerate(cols) if name in NEEDED[det.format]]
-                raw = _csv.parse_batch(data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep)
-                raw = raw.with_columns(pl.Series("source_line", lines[good]))
-                _decide_dates(det.format, raw, order, opts, report)
+                parse_args = (data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep, lines[good])
+                raw: pl.DataFrame | None = None
+                if order.how == "undecided":
+                    # the file's first rows settle its date order before any batch is converted
+                    raw = _parse(*parse_args)
+                    _decide_dates(det.format, raw, order, opts, report)
 
                 def raw_text(wanted: list[int], _d=data, _s=starts, _e=ends, _l=lines) -> dict[int, str]:
                     # only for rejected rows: find each by its line (lines are sorted)
                     at = np.searchsorted(_l, wanted)
                     return {w: _d[_s[i]:_e[i]].decode("utf-8", "replace") for w, i in zip(wanted, at.tolist())}
 
-                args = (det.format, raw, path, replace(order), raw_text, spool, spool.reserve())
+                args = (det.format, raw, parse_args, path, replace(order), raw_text, spool, spool.reserve())
                 if pool is None:
-                    kept, rows = _convert(*args)
+                    kept, rows = _parse_convert(*args)
                     _settle(path, kept, sorted(ragged_rows + rows), opts, report, spool)
                 else:
-                    pending.append((pool.submit(_convert, *args), ragged_rows))
+                    pending.append((pool.submit(_parse_convert, *args), ragged_rows))
                     settle(2)
         settle(0)
     finally:
@@ -481,6 +484,20 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
     if header_pending:
         raise InputError("CSV file without rows", expected="a header line and rows", got="no header",
                          where=location(path))
+
+
+def _parse(data: bytes, spans: list[tuple[int, int]], count: int, cols: list[str], keep: list[int],
+           lines: np.ndarray) -> pl.DataFrame:
+    raw = _csv.parse_batch(data, spans, count, cols, keep)
+    return raw.with_columns(pl.Series("source_line", lines))
+
+
+def _parse_convert(fmt: str, raw: pl.DataFrame | None, parse_args: tuple, path: Path, order: DateOrder,
+                   raw_text: callable, spool: _Spool, index: int) -> tuple[int, list[tuple[int, str, str, str]]]:
+    """Worker: parse the batch's records (unless already parsed) and convert them."""
+    if raw is None:
+        raw = _parse(*parse_args)
+    return _convert(fmt, raw, path, order, raw_text, spool, index)
 
 
 def _unique_names(columns: list[str]) -> list[str]:
@@ -567,7 +584,14 @@ def _read_postfix(source: TextSource, opts: _Options, report: FileReport, spool:
             report.rows_read += used + rejects.height
             report.rows_ignored += max(nonblank - used - rejects.height, 0)
             if records.height:
-                final = _with_key(finalize(records, "postfix", str(path)), "postfix")
+                final = finalize(records, "postfix", str(path))
+                # A delivery record is the hop Postfix -> relay: its client is Postfix's own
+                # egress, known only when the reply names it ("... from [203.0.113.25]"). The
+                # app that handed the message to Postfix is the client of the receive record.
+                final = final.with_columns(
+                    pl.when(pl.col("event").is_in(["receive"]) | (pl.col("status") == "reject"))
+                    .then(pl.col("client_ip")).otherwise(pl.col("throttled_ip")).alias("client_ip"))
+                final = _with_key(final, "postfix")
                 report.rows_kept += final.height
                 spool.write("records", final)
         if chunk is None:

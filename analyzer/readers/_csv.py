@@ -115,7 +115,8 @@ def parse_batch(data: bytes, spans: list[tuple[int, int]], count: int, header: l
         return pl.DataFrame(schema={name: pl.String for name in names})
     body = data[spans[0][0]:spans[0][1]] if len(spans) == 1 else b"\n".join(data[s:e] for s, e in spans)
     try:
-        frame = pl.read_csv(io.BytesIO(body), has_header=False, columns=keep, infer_schema=False,
+        # bytes, not BytesIO: polars parses them in place (twice as fast as through a file object)
+        frame = pl.read_csv(body, has_header=False, columns=keep, infer_schema=False,
                             separator=separator, quote_char='"', empty_string_is_null=True,
                             raise_if_empty=False, truncate_ragged_lines=False)
         frame.columns = names

@@ -95,15 +95,35 @@ def decide_order(values: pl.Series, state: DateOrder, forced: str | None = None)
 def parse_timestamps(values: pl.Series, order: DateOrder) -> pl.Series:
     """Parse raw timestamp texts into Datetime(us, UTC); unparseable values give null."""
     text = values.cast(pl.String).str.strip_chars()
-    # Most exports write one ISO form throughout: parse that directly, and send only what it
-    # leaves (offsets, culture dates, /Date()/, garbage) through the general path.
-    fast = (text.str.strip_suffix("Z")
-            .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False))
+    # Most exports write one form throughout: parse that directly (ISO, or the file's culture
+    # form), and send only what it leaves (offsets, /Date()/, garbage) through the general path.
+    culture = _CULTURE_FORMATS.get(order.order or "", ())
+    if culture and not text.head(1000).str.contains(r"^\d{4}-").any():
+        fast = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
+    else:
+        fast = (text.str.strip_suffix("Z")
+                .str.strptime(pl.Datetime("us"), "%Y-%m-%dT%H:%M:%S%.f", strict=False))
     missing = fast.is_null() & text.is_not_null()
+    for fmt in culture:
+        if not missing.any():
+            break
+        # the file's culture form, tried on what is still unparsed (chrono takes 1- or 2-digit
+        # days, months and hours, and AM/PM in any case)
+        idx = missing.arg_true()
+        got = text.gather(idx).str.strptime(pl.Datetime("us"), fmt, strict=False)
+        fast = fast.scatter(idx, got)
+        missing = fast.is_null() & text.is_not_null()
     if not missing.any():
         return fast.dt.replace_time_zone(UTC_NAME).alias("timestamp")
     slow = _parse_general(text.filter(missing), order)
     return fast.dt.replace_time_zone(UTC_NAME).scatter(missing.arg_true(), slow).alias("timestamp")
+
+
+_CULTURE_FORMATS = {
+    "mdy": ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M"),
+    "dmy": ("%d/%m/%Y %H:%M:%S", "%d.%m.%Y %H:%M:%S", "%d/%m/%Y %I:%M:%S %p", "%d-%m-%Y %H:%M:%S",
+            "%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M"),
+}
 
 
 def _parse_general(text: pl.Series, order: DateOrder) -> pl.Series:

@@ -94,13 +94,12 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 def _address(col: str) -> pl.Expr:
     # "<a@b.c>" as some logs write it; the null sender "<>" becomes an empty string (it is real
     # information: bounces and DSNs), which is kept rather than turned into null.
-    return (pl.col(col).str.strip_chars().str.strip_prefix("<").str.strip_suffix(">")
-            .str.strip_chars().str.to_lowercase())
+    return pl.col(col).str.strip_chars(" \t\r\n<>").str.to_lowercase()
 
 
 def _domain(col: str) -> pl.Expr:
-    return (pl.col(col).str.extract(r"@([^@\s>]+)$", 1).str.strip_suffix(".")
-            .str.to_lowercase())
+    # on the already trimmed, lower-cased address
+    return pl.col(col).str.extract(r"@([^@\s]+)$", 1).str.strip_suffix(".")
 
 
 def finalize(frame: pl.DataFrame, source_format: str, source_file: str) -> pl.DataFrame:
@@ -131,6 +130,8 @@ def finalize(frame: pl.DataFrame, source_format: str, source_file: str) -> pl.Da
         pl.coalesce("sender_domain", _domain("sender")).alias("sender_domain"),
         pl.coalesce("recipient_domain", _domain("recipient")).alias("recipient_domain"),
         pl.coalesce("message_key", "message_id").alias("message_key"),
+        pl.col("direction").fill_null("unknown"),
+        pl.col("event").fill_null("other"),
         pl.lit(source_format).alias("source_format"),
         pl.lit(source_file).alias("source_file"),
     )
