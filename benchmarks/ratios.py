@@ -23,7 +23,8 @@ from typing import Any
 
 # Scenario order in the report (groups not listed here follow, alphabetically).
 GROUPS = ["ipv4-routeviews", "ipv4-int", "ipv6-routeviews", "connector-table", "dictionary",
-          "reader-extended", "reader-extended-utf16", "reader-trace"]
+          "reader-extended", "reader-extended-utf16", "reader-trace", "reader-msgtrk", "reader-ndjson",
+          "reader-emailevents", "reader-postfix"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,10 @@ TARGETS = [
            "reader-extended", "ingest", 1 / 1.5, versus="polars-sink"),
     Target("Reader, Get-MessageTraceV2 CSV (en-US dates): within 1.5x of polars scan_csv + sink_parquet",
            "reader-trace", "ingest", 1 / 1.5, versus="polars-sink"),
+    Target("Reader, Exchange tracking log: within 1.5x of polars scan_csv + sink_parquet",
+           "reader-msgtrk", "ingest", 1 / 1.5, versus="polars-sink"),
+    Target("Reader, Defender EmailEvents CSV: within 1.5x of polars scan_csv + sink_parquet",
+           "reader-emailevents", "ingest", 1 / 1.5, versus="polars-sink"),
 ]
 
 

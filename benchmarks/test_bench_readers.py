@@ -125,3 +125,119 @@ def test_polars_sink_trace(benchmark, files, tmp_path, pytestconfig) -> None:
     out = tmp_path / "floor.parquet"
     run(benchmark, lambda: pl.scan_csv(files["trace"], infer_schema=False, skip_lines=1).sink_parquet(out),
         key="polars-sink", competitor="polars.scan_csv + sink_parquet (the floor)", rows=rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# The other readers: tracking logs, NDJSON traces, Defender EmailEvents CSV, Postfix syslog.
+
+
+@pytest.fixture(scope="module")
+def more_files(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("more")
+    ext = pl.read_csv(files["extended"], infer_schema=False)
+    msgtrk = base / "MSGTRK2026112601-1.LOG"
+    tracking = ext.drop("date_time_utc").insert_column(0, ext["date_time_utc"].alias("date-time"))
+    tracking.columns = [c.replace("_", "-") for c in tracking.columns]
+    with open(msgtrk, "wb") as fh:
+        fh.write(b"\xef\xbb\xbf#Software: Microsoft Exchange Server\r\n#Version: 15.02.1544.004\r\n"
+                 b"#Log-type: Message Tracking Log\r\n#Date: 2026-11-26T00:00:00.000Z\r\n")
+        fh.write(("#Fields: " + ",".join(tracking.columns) + "\r\n").encode())
+        tracking.write_csv(fh, include_header=False, line_terminator="\r\n")
+    trace = pl.read_csv(files["trace"], infer_schema=False, skip_lines=1)
+    ndjson = base / "trace.ndjson"
+    trace.write_ndjson(ndjson)
+    events = base / "emailevents.csv"
+    trace.select(
+        pl.col("Received").alias("Timestamp"), pl.col("MessageTraceId").alias("NetworkMessageId"),
+        pl.col("MessageId").alias("InternetMessageId"), pl.col("SenderAddress").alias("SenderFromAddress"),
+        pl.col("FromIP").alias("SenderIPv4"), pl.col("RecipientAddress").alias("RecipientEmailAddress"),
+        pl.col("Subject"), pl.lit("Inbound").alias("EmailDirection"), pl.lit("Delivered").alias("DeliveryAction"),
+        pl.lit("Inbox/folder").alias("DeliveryLocation"), pl.lit("").alias("Connectors"),
+    ).with_columns(
+        # the CSV export of advanced hunting writes ISO timestamps
+        pl.col("Timestamp").str.strptime(pl.Datetime, "%m/%d/%Y %I:%M:%S %p").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    ).write_csv(events)
+    postfix = base / "mail.log"
+    n = trace.height // 3
+    qid = ("A" + pl.col("i").cast(pl.String).str.pad_start(9, "0"))  # short-form hex queue ids
+    lines = pl.DataFrame({"i": np.arange(n)}).select(pl.concat_list(
+        pl.format("Nov 20 10:{}:{} mx1 postfix/smtpd[2100]: {}: client=app.corp.example[203.0.113.{}]",
+                  (pl.col("i") // 60 % 60).cast(pl.String).str.pad_start(2, "0"),
+                  (pl.col("i") % 60).cast(pl.String).str.pad_start(2, "0"), qid, pl.col("i") % 250),
+        pl.format("Nov 20 10:{}:{} mx1 postfix/qmgr[99]: {}: from=<s{}@corp.example>, size={}, nrcpt=1 (queue active)",
+                  (pl.col("i") // 60 % 60).cast(pl.String).str.pad_start(2, "0"),
+                  (pl.col("i") % 60).cast(pl.String).str.pad_start(2, "0"), qid, pl.col("i") % 97,
+                  1000 + pl.col("i")),
+        pl.format("Nov 20 10:{}:{} mx1 postfix/smtp[2211]: {}: to=<u{}@contoso.com>, relay=contoso-com.mail."
+                  "protection.outlook.com[52.101.8.42]:25, delay=0.9, dsn=4.7.500, status=deferred (host "
+                  "contoso-com.mail.protection.outlook.com[52.101.8.42] said: 451 4.7.500 Server busy. Please try "
+                  "again later from [198.51.100.{}]. (AS761) (in reply to RCPT TO command))",
+                  (pl.col("i") // 60 % 60).cast(pl.String).str.pad_start(2, "0"),
+                  (pl.col("i") % 60).cast(pl.String).str.pad_start(2, "0"), qid, pl.col("i") % 5003,
+                  pl.col("i") % 250),
+    ).alias("line")).explode("line")
+    postfix.write_text("\n".join(lines["line"].to_list()) + "\n")
+    return {"msgtrk": msgtrk, "ndjson": ndjson, "emailevents": events, "postfix": postfix}
+
+
+def _floor_csv(path: Path, out: Path, **kw) -> None:
+    pl.scan_csv(path, infer_schema=False, **kw).sink_parquet(out)
+
+
+@pytest.mark.benchmark(group="reader-msgtrk")
+def test_ingest_msgtrk(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    rows = _rows(pytestconfig)
+    assert run(benchmark, lambda: _ingest(more_files["msgtrk"], tmp_path / "spool"), key="ingest",
+               competitor="readers.ingest, tracking log (#Fields, CRLF, BOM)", rows=rows, baseline=True) == rows
+
+
+@pytest.mark.benchmark(group="reader-msgtrk")
+def test_polars_sink_msgtrk(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    rows = _rows(pytestconfig)
+    run(benchmark, lambda: _floor_csv(more_files["msgtrk"], tmp_path / "f.parquet", skip_lines=4),
+        key="polars-sink", competitor="polars.scan_csv + sink_parquet (the floor)", rows=rows)
+
+
+@pytest.mark.benchmark(group="reader-ndjson")
+def test_ingest_ndjson(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    rows = _rows(pytestconfig)
+    assert run(benchmark, lambda: _ingest(more_files["ndjson"], tmp_path / "spool"), key="ingest",
+               competitor="readers.ingest, Get-MessageTrace NDJSON", rows=rows, baseline=True) == rows
+
+
+@pytest.mark.benchmark(group="reader-ndjson")
+def test_polars_sink_ndjson(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    rows = _rows(pytestconfig)
+    out = tmp_path / "f.parquet"
+    run(benchmark, lambda: pl.scan_ndjson(more_files["ndjson"]).sink_parquet(out),
+        key="polars-sink", competitor="polars.scan_ndjson + sink_parquet (the floor)", rows=rows)
+
+
+@pytest.mark.benchmark(group="reader-emailevents")
+def test_ingest_emailevents(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    rows = _rows(pytestconfig)
+    assert run(benchmark, lambda: _ingest(more_files["emailevents"], tmp_path / "spool"), key="ingest",
+               competitor="readers.ingest, Defender EmailEvents CSV", rows=rows, baseline=True) == rows
+
+
+@pytest.mark.benchmark(group="reader-emailevents")
+def test_polars_sink_emailevents(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    rows = _rows(pytestconfig)
+    run(benchmark, lambda: _floor_csv(more_files["emailevents"], tmp_path / "f.parquet"),
+        key="polars-sink", competitor="polars.scan_csv + sink_parquet (the floor)", rows=rows)
+
+
+@pytest.mark.benchmark(group="reader-postfix")
+def test_ingest_postfix(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    n = _rows(pytestconfig) // 3
+    assert run(benchmark, lambda: _ingest(more_files["postfix"], tmp_path / "spool"), key="ingest",
+               competitor="readers.ingest, Postfix syslog (3 lines a message)", rows=3 * n,
+               baseline=True) == 2 * n  # a receive and a deferral per message
+
+
+@pytest.mark.benchmark(group="reader-postfix")
+def test_polars_sink_postfix_lines(benchmark, more_files, tmp_path, pytestconfig) -> None:
+    n = _rows(pytestconfig) // 3
+    run(benchmark, lambda: _floor_csv(more_files["postfix"], tmp_path / "f.parquet", has_header=False,
+                                      separator="\x1f", quote_char=None),
+        key="polars-sink", competitor="polars lines + sink_parquet (the floor: no parsing)", rows=3 * n)
