@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -27,11 +28,32 @@ _BOMS = (
 )
 
 
+class _Gzip(gzip.GzipFile):
+    """A gzip stream whose damage (truncation, bad CRC, garbage) is an InputError naming the file."""
+
+    def __init__(self, path: str | Path, raw: BinaryIO) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._path = path
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return super().read(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError("unreadable gzip file", expected="a complete gzip stream",
+                             got=f"a damaged or truncated one ({exc})", where=location(self._path),
+                             hint="download or copy the file again") from None
+
+    def close(self) -> None:
+        super().close()
+        self._raw.close()
+
+
 def open_binary(path: str | Path) -> BinaryIO:
     """Open `path` for reading bytes, transparently decompressing gzip (detected by magic)."""
     raw = open(path, "rb")  # noqa: SIM115 - returned to the caller
     if raw.peek(2)[:2] == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return _Gzip(path, raw)  # type: ignore[return-value]
     return raw
 
 
@@ -147,7 +169,11 @@ def _is_gzip(path: Path) -> bool:
 def decode_bytes(data: bytes, where: str | Path = "<bytes>") -> tuple[str, str]:
     """Decode a whole (small) file's bytes: ``(text, encoding)``; same rules as `TextSource`."""
     if data[:2] == _GZIP_MAGIC:
-        data = gzip.decompress(data)
+        try:
+            data = gzip.decompress(data)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise InputError("unreadable gzip file", expected="a complete gzip stream",
+                             got=f"a damaged or truncated one ({exc})", where=location(where)) from None
     encoding, bom = sniff_encoding(data[:65536])
     body = data[bom:]
     if encoding == "utf-8":

@@ -80,6 +80,20 @@ class Ingest:
     files: list[FileReport]
     spool: Path
 
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """The records batch by batch (one spool part at a time, in input order), duplicates
+        removed as in `frame`: memory stays bounded by a batch plus 8 bytes per distinct record."""
+        seen = np.empty(0, dtype=np.uint64)
+        for part in _parts(self.spool):
+            batch = pl.read_parquet(part)
+            keys = batch.get_column("_key").to_numpy()
+            fresh = batch.get_column("_key").is_first_distinct().to_numpy()
+            if seen.size:
+                fresh &= ~np.isin(keys, seen, assume_unique=False)
+            if fresh.any():
+                seen = np.union1d(seen, keys[fresh])
+                yield batch.filter(pl.Series(fresh)).drop("_key")
+
     def rejects(self) -> pl.LazyFrame:
         """Rejected rows: ``source_file, source_line, reason, raw``."""
         parts = sorted(self.spool.glob("rejects-*.parquet"))
