@@ -88,10 +88,6 @@ def _looks_binary(text: str) -> bool:
     return bad > len(sample) * 0.01
 
 
-class _NotUtf8(Exception):
-    pass
-
-
 class TextSource:
     """One input file as a stream of UTF-8 byte chunks (BOM removed, lines never split inside a
     multi-byte character). `encoding` says what the file was; it is final once iteration ends
@@ -103,6 +99,7 @@ class TextSource:
         with open_binary(self.path) as fh:
             head = fh.read(64 << 10)
         self.compressed = _is_gzip(self.path)
+        self.switched = False  # UTF-8 at first, cp1252 from a later block on
         self.encoding, self._bom = sniff_encoding(head)
         self._head = head
         body = head[self._bom:]
@@ -121,44 +118,49 @@ class TextSource:
 
     def chunks(self) -> Iterator[bytes]:
         """UTF-8 bytes of the whole file, in chunks of about `chunk_size` bytes."""
-        if self.encoding == "utf-8":
-            try:
-                yield from self._chunks("utf-8", validate=True)
-                return
-            except _NotUtf8:
-                self.encoding = "cp1252"
-        yield from self._chunks(self.encoding, validate=False)
-
-    def _chunks(self, encoding: str, validate: bool) -> Iterator[bytes]:
         with open_binary(self.path) as fh:
             fh.read(self._bom)
-            if encoding == "utf-8":
-                decoder = codecs.getincrementaldecoder("utf-8")("strict")
-                pending = b""
-                while True:
-                    block = fh.read(self.chunk_size)
-                    final = not block
-                    try:
-                        # decoded only to validate: the original bytes are yielded, cut after the
-                        # last whole character
-                        decoder.decode(block, final)
-                    except UnicodeDecodeError:
-                        raise _NotUtf8 from None
-                    data = pending + block
-                    cut = len(data) - len(decoder.getstate()[0])
-                    if cut:
-                        yield data[:cut]
-                    pending = data[cut:]
-                    if final:
-                        return
-            decoder = codecs.getincrementaldecoder(encoding)("replace")
-            while True:
-                block = fh.read(self.chunk_size)
-                text = decoder.decode(block, not block)
-                if text:
-                    yield text.encode("utf-8", "surrogatepass")
-                if not block:
-                    return
+            if self.encoding == "utf-8":
+                yield from self._utf8(fh)
+            else:
+                yield from self._transcode(fh, codecs.getincrementaldecoder(self.encoding)("replace"))
+
+    def _utf8(self, fh: BinaryIO) -> Iterator[bytes]:
+        # Decoded only to validate: the original bytes are passed on, cut after the last whole
+        # character. A file that turns out not to be UTF-8 (PowerShell 5.1 writes ANSI, and the
+        # first umlaut may come after many megabytes of ASCII) goes on as cp1252 from the block
+        # where it failed: what was already passed on was valid UTF-8, hence the same in cp1252
+        # as long as it was ASCII, which is what a valid-UTF-8 prefix of an ANSI file is.
+        decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        pending = b""
+        while True:
+            block = fh.read(self.chunk_size)
+            final = not block
+            try:
+                decoder.decode(block, final)
+            except UnicodeDecodeError:
+                self.encoding = "cp1252"
+                self.switched = True
+                rest = codecs.getincrementaldecoder("cp1252")("replace")
+                yield (rest.decode(pending + block)).encode("utf-8")
+                yield from self._transcode(fh, rest)
+                return
+            data = pending + block
+            cut = len(data) - len(decoder.getstate()[0])
+            if cut:
+                yield data[:cut]
+            pending = data[cut:]
+            if final:
+                return
+
+    def _transcode(self, fh: BinaryIO, decoder: codecs.IncrementalDecoder) -> Iterator[bytes]:
+        while True:
+            block = fh.read(self.chunk_size)
+            text = decoder.decode(block, not block)
+            if text:
+                yield text.encode("utf-8", "surrogatepass")
+            if not block:
+                return
 
 
 def _is_gzip(path: Path) -> bool:

@@ -134,6 +134,12 @@ def _parts(spool: Path) -> list[Path]:
     return sorted(spool.glob("records-*.parquet"))
 
 
+def _files_under(root: Path) -> list[Path]:
+    """Files below `root`, sorted, skipping hidden files and folders (editor locks, .git)."""
+    return sorted(p for p in root.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
 def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
     """Files named by `paths`: files as given, directories recursively (sorted), glob patterns."""
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
@@ -142,7 +148,7 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
         text = os.fspath(item)
         path = Path(text)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")))
+            out.extend(_files_under(path))
         elif path.exists():
             out.append(path)
         elif glob.has_magic(text):
@@ -150,7 +156,7 @@ def expand_paths(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
             files = [m for m in matches if m.is_file()]
             for m in matches:
                 if m.is_dir():
-                    files.extend(sorted(p for p in m.rglob("*") if p.is_file()))
+                    files.extend(_files_under(m))
             if not files:
                 raise InputError("no input files", expected="files matching the pattern", got="none",
                                  where=text)
@@ -173,6 +179,7 @@ class _Detected:
     container: str  # "csv", "json", "ndjson", "postfix", "config"
     format: str
     header: list[str] | None = None
+    separator: str = ","
 
 
 def detect(path: str | os.PathLike) -> str:
@@ -213,6 +220,8 @@ def _detect(source: TextSource) -> _Detected:
                                  got=exc.msg, where=location(source.path, exc.line),
                                  hint="the export may be truncated; export it again") from None
         names = {k for record in probe.records[:50] for k in record}
+        if not names and not probe.rejects and not probe.ignored:
+            return _Detected(container, "empty")  # `[]`: an export of nothing (a quiet day)
         fmt = detect_columns(names)
         if fmt is not None:
             return _Detected(container, fmt)
@@ -225,17 +234,18 @@ def _detect(source: TextSource) -> _Detected:
                          where=where, hint=_FORMAT_HINT)
     if any(_is_postfix(line) for line in lines):
         return _Detected("postfix", "postfix")
-    content = [line for line in lines if line.strip()]
-    first = content[0]
+    content = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    first_no, first = content[0]
     if first.startswith("#"):
-        fields = next((line for line in content if line.startswith("#Fields:")), None)
+        fields = next((line for _, line in content if line.startswith("#Fields:")), None)
         if fields is not None:
             header = [f.strip() for f in fields[len("#Fields:"):].split(",")]
             fmt = detect_columns(header)
             if fmt is not None:
                 return _Detected("csv", fmt, header)
         if first.startswith("#TYPE") and len(content) > 1:
-            first = content[1]
+            first_no, first = content[1]
+            where = location(source.path, first_no)
         elif fields is None and first.startswith(("#Software", "#Version", "#Log-type", "#Date")):
             raise InputError("tracking log without a #Fields line", expected="a '#Fields: ...' header line",
                              got="none in the first lines", where=where, hint=_FORMAT_HINT)
@@ -245,6 +255,14 @@ def _detect(source: TextSource) -> _Detected:
         return _Detected("csv", fmt, header)
     if looks_like_config(header):
         return _Detected("config", "config")
+    # Export-Csv -UseCulture (de-DE and others) and Excel write ';' (or a tab) between fields
+    for sep in (";", "\t"):
+        other = _csv.split_header(first.encode("utf-8"), sep)
+        fmt = detect_columns(other)
+        if fmt is not None:
+            return _Detected("csv", fmt, other, sep)
+        if looks_like_config(other):
+            return _Detected("config", "config")
     # Exchange 2013+ tracking logs copied without their header: 30 fields, ISO time first
     row = _csv.split_header(first.encode("utf-8"))
     if len(row) == len(MSGTRK_FIELDS) and _ISO_START.match(first):
@@ -427,7 +445,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
             _settle(path, kept, sorted(ragged + rows), opts, report, spool)
 
     try:
-        for recs in _csv.iter_records(source.chunks()):
+        for recs in _csv.iter_records(source.chunks(), ord(det.separator)):
             data, starts, ends, lines, nfields = recs.data, recs.starts, recs.ends, recs.lines, recs.fields
             if starts.size == 0:
                 continue
@@ -436,6 +454,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
             first_byte = arr[np.minimum(starts, len(data) - 1)] if len(data) else np.zeros_like(starts)
             comment = (first_byte == 35) & ~blank  # '#'
             skip = blank | comment
+            report.rows_ignored += int(comment.sum())  # #TYPE, #Software... #Fields lines
             # '#Fields' lines switch the column list from there on (logs may restart their header)
             segments: list[tuple[int, int, list[str]]] = []
             seg_start = 0
@@ -457,7 +476,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                     if idx.size == 0:
                         continue
                     h = int(idx[0])
-                    cols = columns = [key(x) for x in _csv.split_header(data[starts[h]:ends[h]])]
+                    cols = columns = [key(x) for x in _csv.split_header(data[starts[h]:ends[h]], det.separator)]
                     sel[h] = False
                     header_pending = False
                 if len(set(cols)) != len(cols):
@@ -472,7 +491,8 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                     ragged_rows.append((int(lines[i]), f"{len(cols)} fields", reason, text[:_RAW_LIMIT]))
                 report.rows_read += int(sel.sum())
                 keep = [i for i, name in enumerate(cols) if name in NEEDED[det.format]]
-                parse_args = (data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep, lines[good])
+                parse_args = (data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep, lines[good],
+                              det.separator)
                 raw: pl.DataFrame | None = None
                 if order.how == "undecided":
                     # the file's first rows settle its date order before any batch is converted
@@ -501,8 +521,8 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
 
 
 def _parse(data: bytes, spans: list[tuple[int, int]], count: int, cols: list[str], keep: list[int],
-           lines: np.ndarray) -> pl.DataFrame:
-    raw = _csv.parse_batch(data, spans, count, cols, keep)
+           lines: np.ndarray, separator: str = ",") -> pl.DataFrame:
+    raw = _csv.parse_batch(data, spans, count, cols, keep, separator)
     return raw.with_columns(pl.Series("source_line", lines))
 
 
@@ -535,9 +555,9 @@ def _read_json_batches(batches: Iterator[_json.JsonBatch], det: _Detected, sourc
                 _fail_strict(path, batch.rejects[0])
             spool.write("rejects", _reject_frame(str(path), batch.rejects))
             report.rows_skipped += len(batch.rejects)
+        report.rows_read += len(batch.records) + len(batch.rejects)
         if not batch.records:
             continue
-        report.rows_read += len(batch.records)
         names: dict[str, str] = {}
         for record in batch.records:
             for k in record:
@@ -550,11 +570,12 @@ def _read_json_batches(batches: Iterator[_json.JsonBatch], det: _Detected, sourc
             columns[normalized] = [r.get(original) for r in batch.records]
         raw = pl.DataFrame(columns, schema={k: pl.String for k in columns})
         raw = raw.with_columns(pl.Series("source_line", batch.lines, dtype=pl.Int64))
-        records, lines = batch.records, batch.lines
+        texts, lines = batch.texts, batch.lines
 
-        def raw_text(wanted: list[int], _r=records, _l=lines) -> dict[int, str]:
+        def raw_text(wanted: list[int], _t=texts, _l=lines) -> dict[int, str]:
+            # the record as written in the file (its line, or its element of the array)
             index = {line: i for i, line in enumerate(_l)}
-            return {w: json.dumps(_r[index[w]], ensure_ascii=False) for w in wanted if w in index}
+            return {w: _t[index[w]] for w in wanted if w in index}
 
         _decide_dates(det.format, raw, order, opts, report)
         kept, rows = _convert(det.format, raw, path, replace(order), raw_text, spool, spool.reserve())
@@ -658,6 +679,8 @@ def ingest(
         report = FileReport(str(path), det.format, compressed=source.compressed)
         if det.container == "config":
             report.notes.append("connector or accepted-domain export: configuration, not records")
+        elif det.format == "empty":
+            report.notes.append("an empty export: no records")
         elif det.container == "csv":
             _read_csv(source, det, opts, report, writer)
         elif det.container == "ndjson":

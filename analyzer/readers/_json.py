@@ -23,6 +23,7 @@ class JsonBatch:
 
     records: list[dict[str, str | None]] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # each record as written (for the rejects)
     ignored: int = 0
     rejects: list[tuple[int, str, str, str]] = field(default_factory=list)  # line, expected, got, raw
 
@@ -51,11 +52,12 @@ def _text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False)
 
 
-def unwrap(value: Any, batch: JsonBatch, line: int) -> None:
-    """Append the records held in `value` (any of the known envelopes) to `batch`."""
+def unwrap(value: Any, batch: JsonBatch, line: int, text: str | None = None) -> None:
+    """Append the records held in `value` (any of the known envelopes) to `batch`; `text` is
+    how `value` was written in the file (kept for the rejects file)."""
     if isinstance(value, list):
         for item in value:
-            unwrap(item, batch, line)
+            unwrap(item, batch, line, None)
         return
     if not isinstance(value, dict):
         batch.rejects.append((line, "a JSON object", f"a JSON {type(value).__name__}", _text(value) or ""))
@@ -76,6 +78,10 @@ def unwrap(value: Any, batch: JsonBatch, line: int) -> None:
         if isinstance(value.get(key), list):
             unwrap(value[key], batch, line)
             return
+    d = value.get("d")
+    if isinstance(d, dict) and isinstance(d.get("results"), list):  # OData v2 verbose page
+        unwrap(d["results"], batch, line)
+        return
     category = value.get("category") or value.get("Category")
     properties = value.get("properties") or value.get("Properties")
     if isinstance(category, str) and isinstance(properties, dict):
@@ -86,6 +92,7 @@ def unwrap(value: Any, batch: JsonBatch, line: int) -> None:
         return
     batch.records.append({k: _text(v) for k, v in value.items() if k != "__metadata"})
     batch.lines.append(line)
+    batch.texts.append(text if text is not None else json.dumps(value, ensure_ascii=False))
 
 
 def iter_ndjson(source: TextSource, batch_size: int = 50_000) -> Iterator[JsonBatch]:
@@ -116,9 +123,9 @@ def _ndjson_line(raw: str, line_no: int, batch: JsonBatch) -> None:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        batch.rejects.append((line_no, "one JSON object a line", f"invalid JSON ({exc.msg} at column {exc.colno})", raw))
+        batch.rejects.append((line_no, "one JSON object a line", f"invalid JSON ({exc.msg}; column {exc.colno})", raw))
         return
-    unwrap(value, batch, line_no)
+    unwrap(value, batch, line_no, raw)
 
 
 def read_document(source: TextSource) -> JsonBatch:
@@ -138,10 +145,10 @@ def read_document(source: TextSource) -> JsonBatch:
         raise _BadJson(line, "extra data after the JSON document")
     lists = _list_positions(text, start, value)
     if lists is None:
-        unwrap(value, batch, text.count("\n", 0, start) + 1)
+        unwrap(value, batch, text.count("\n", 0, start) + 1, text[start:end])
         return batch
-    for item, line in lists:
-        unwrap(item, batch, line)
+    for item, line, item_text in lists:
+        unwrap(item, batch, line, item_text)
     return batch
 
 
@@ -152,12 +159,14 @@ class _BadJson(Exception):
         self.msg = msg
 
 
-def _list_positions(text: str, start: int, value: Any) -> list[tuple[Any, int]] | None:
+def _list_positions(text: str, start: int, value: Any) -> list[tuple[Any, int, str]] | None:
     """Elements of the top-level array (or of an OData/Event Hub envelope's list) with the line
     each begins on, by walking the array with raw_decode; None for other shapes."""
     pos = start
     if isinstance(value, dict):
         key = next((k for k in _LIST_KEYS if isinstance(value.get(k), list)), None)
+        if key is None and isinstance(value.get("d"), dict) and isinstance(value["d"].get("results"), list):
+            key = "results"
         if key is None:
             return None
         match = re.compile(r'"%s"\s*:\s*\[' % re.escape(key)).search(text, start)
@@ -166,7 +175,7 @@ def _list_positions(text: str, start: int, value: Any) -> list[tuple[Any, int]] 
         pos = match.end() - 1
     elif not isinstance(value, list):
         return None
-    out: list[tuple[Any, int]] = []
+    out: list[tuple[Any, int, str]] = []
     pos += 1  # past '['
     line, counted = 1, 0
     while True:
@@ -175,8 +184,9 @@ def _list_positions(text: str, start: int, value: Any) -> list[tuple[Any, int]] 
             return out
         line += text.count("\n", counted, pos)
         counted = pos
-        item, pos = _DECODER.raw_decode(text, pos)
-        out.append((item, line))
+        item, end = _DECODER.raw_decode(text, pos)
+        out.append((item, line, text[pos:end]))
+        pos = end
         pos = _WS.match(text, pos).end()
         if text[pos] == ",":
             pos += 1
