@@ -66,3 +66,51 @@ def test_missing_addresses_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["lookup", "--ranges", str(ranges)])
     assert result.exit_code == 2
     assert "give addresses as arguments or with --input" in result.output
+
+
+def test_read_writes_records_and_rejects(tmp_path: Path, shared_data: Path) -> None:
+    bad = tmp_path / "trace.csv"
+    bad.write_text('"Received","SenderAddress","RecipientAddress","Status"\r\n'
+                   '"2026-11-20T10:00:00","a@b.com","c@contoso.com","Delivered"\r\n'
+                   '"yesterday","a@b.com","c@contoso.com","Delivered"\r\n'
+                   '=cmd|calc,x\r\n', encoding="utf-8")
+    out = tmp_path / "o" / "records.parquet"
+    result = CliRunner().invoke(main, ["read", str(bad), str(shared_data / "exchange_server_msgtrk"),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    import polars as pl
+
+    records = pl.read_parquet(out)
+    assert records.height == 1 + 2 + 6 + 4  # trace row, 2010 log, headerless log, 2013 log (1 -> 3 recipients)
+    rejects = pl.read_csv(out.with_name("rejects.csv"))
+    assert rejects.select("source_line", "reason").rows() == [
+        (3, "expected a date and time, got 'yesterday'"), (4, "expected 4 fields, got 2 fields")]
+    assert rejects["raw"][1] == "'=cmd|calc,x"  # formula neutralized
+    assert "2 rows skipped (see " in result.output
+
+
+def test_read_unrecognized_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("hello\nworld\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "analyzer", "read", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        "mailflow: error: unrecognized input file: expected a message trace (CSV/JSON), message trace "
+        "details, an EAC enhanced summary or extended report, an Exchange tracking log, a Postfix log or a "
+        f"Defender EmailEvents export, got a first line starting 'hello' ({path}, line 1); hint: check that "
+        "this is the exported file itself; see the README's list of formats\n")
+
+
+def test_read_strict_stops_at_the_first_bad_row(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text('"Received","SenderAddress","RecipientAddress","Status"\r\n"13/13/2026 10:00","a","b","c"\r\n',
+                    encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "analyzer", "read", "--strict", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"mailflow: error: malformed row: expected a date and time (day/month/year in this file), got "
+        f"'13/13/2026 10:00' ({path}, line 2); "
+        "hint: fix or remove the row, or read without strict mode to skip it into the rejects file\n")
