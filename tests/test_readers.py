@@ -1122,3 +1122,38 @@ def test_unknown_header_after_type_line_names_the_header_line(tmp_path: Path) ->
         f"unrecognized input file: expected {EXPECTED_FORMATS}, got a first line starting "
         f"'\"Foo\",\"Bar\"' ({path}, line 2); hint: check that this is the exported file itself; "
         "see the README's list of formats")
+
+
+def test_ndjson_fast_path_equals_line_by_line(monkeypatch: pytest.MonkeyPatch, shared_data: Path, tmp_path: Path) -> None:
+    """Chunks of plain NDJSON (and Defender's envelope) are parsed by polars in one call; the
+    result must be what the line-by-line path gives, rejects included."""
+    from analyzer.readers import _json
+
+    mixed = tmp_path / "mixed.ndjson"
+    mixed.write_text(
+        '{"Received":"2026-11-20T10:00:00Z","SenderAddress":"a@x.com","RecipientAddress":"b@contoso.com",'
+        '"Status":"Delivered","Size":10,"FromIP":"203.0.113.9","Flag":true}\n\n'
+        '{"Received":"later","SenderAddress":"a@x.com","RecipientAddress":"c@contoso.com","Status":"Failed"}\r\n',
+        encoding="utf-8")
+    files = [shared_data / "exo_message_trace" / "elastic_exo_message_trace_sample_logs.ndjson.log",
+             shared_data / "defender_emailevents" / "elastic_m365_defender_test-email.log", mixed]
+    calls = []
+    real = _json.fast_ndjson
+    def spy(*args):
+        result = real(*args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_json, "fast_ndjson", spy)
+    for path in files:
+        fast = ingest(path)
+        got = (fast.frame.collect(), fast.rejects().collect(), fast.files[0])
+        with monkeypatch.context() as m:
+            m.setattr(_json, "fast_ndjson", lambda *a: None)
+            slow = ingest(path)
+            want = (slow.frame.collect(), slow.rejects().collect(), slow.files[0])
+        assert_frame_equal(got[0], want[0])
+        assert_frame_equal(got[1], want[1])
+        assert (got[2].rows_read, got[2].rows_skipped, got[2].rows_ignored) == (
+            want[2].rows_read, want[2].rows_skipped, want[2].rows_ignored)
+    assert calls.count(True) >= 3  # the fast path really ran (the broken line fell back)

@@ -550,6 +550,25 @@ def _read_json_batches(batches: Iterator[_json.JsonBatch], det: _Detected, sourc
     order = DateOrder()
     for batch in batches:
         report.rows_ignored += batch.ignored
+        if isinstance(batch, _json.FrameBatch):
+            if batch.frame.height == 0:
+                continue
+            report.rows_read += batch.frame.height
+            names: dict[str, str] = {}
+            for original in batch.frame.columns:
+                names.setdefault(key(original), original)  # the first of two spellings wins
+            raw = batch.frame.select([pl.col(o).alias(k) for k, o in names.items()]).with_columns(
+                pl.Series("source_line", batch.lines, dtype=pl.Int64))
+            frame_lines, frame_texts = batch.lines, batch.texts
+
+            def frame_text(wanted: list[int], _t=frame_texts, _l=frame_lines) -> dict[int, str]:
+                at = np.searchsorted(_l, wanted)
+                return {w: _t[int(i)] for w, i in zip(wanted, at.tolist())}
+
+            _decide_dates(det.format, raw, order, opts, report)
+            kept, rows = _convert(det.format, raw, path, replace(order), frame_text, spool, spool.reserve())
+            _settle(path, kept, rows, opts, report, spool)
+            continue
         if batch.rejects:
             if opts.strict:
                 _fail_strict(path, batch.rejects[0])
@@ -558,7 +577,7 @@ def _read_json_batches(batches: Iterator[_json.JsonBatch], det: _Detected, sourc
         report.rows_read += len(batch.records) + len(batch.rejects)
         if not batch.records:
             continue
-        names: dict[str, str] = {}
+        names = {}
         for record in batch.records:
             for k in record:
                 if k not in names:
