@@ -5,7 +5,9 @@ Bad input or configuration ends with a one-line message on stderr and exit code 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -129,6 +131,140 @@ def read_command(inputs: tuple[str, ...], out: Path | None, rejects_path: Path |
     if rejects.height:
         where = f" (see {rejects_path})" if rejects_path is not None else " (use --rejects FILE to keep them)"
         click.echo(f"{rejects.height:,} rows skipped{where}")
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def _ip_tables(specs: tuple[str, ...]) -> dict[str, str]:
+    tables = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=FILE, got {spec!r}", param_hint="--ip-table")
+        tables[name] = path
+    return tables
+
+
+_SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info": "dim"}
+
+
+@main.command("analyze")
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("--connectors", "connector_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Get-InboundConnector/Get-OutboundConnector export (JSON, CSV, CLIXML) or our TOML. "
+                   "Exports among the INPUTs are recognized by content too.")
+@click.option("--accepted-domains", "domain_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Get-AcceptedDomain export (JSON or CSV).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("mailflow-report"),
+              show_default=True, help="Output directory (written atomically).")
+@click.option("--fail-on", type=click.Choice(["info", "low", "medium", "high"]),
+              help="Exit 1 when a finding at or above this severity exists.")
+@click.option("--since", type=click.DateTime(), help="Only records at or after this time (UTC unless it says).")
+@click.option("--until", type=click.DateTime(), help="Only records before this time.")
+@click.option("--ip-table", "ip_table_specs", multiple=True, metavar="NAME=FILE",
+              help="A range file (see `mailflow lookup`) whose labels become a column NAME (e.g. asn=pfx2as.gz).")
+@click.option("--internal", "internal_networks", multiple=True, metavar="CIDR",
+              help="Internal networks besides the private ranges (not open-relay or unrouted sources).")
+@click.option("--hotspot-window", type=click.IntRange(1), default=60, show_default=True,
+              help="Greylisting hot-spot window, in minutes.")
+@click.option("--hotspot-min", type=click.IntRange(1), default=10, show_default=True,
+              help="Deferrals in a window needed for a hot spot.")
+@click.option("--hotspot-factor", type=click.FloatRange(1), default=5.0, show_default=True,
+              help="A hot window has at least this many times the source's background rate.")
+@click.option("--unrouted-min", type=click.IntRange(1), default=100, show_default=True,
+              help="Messages from one source outside every connector for an unrouted_inbound finding.")
+@click.option("--year", type=int, help="Year for Postfix timestamps that have none.")
+@click.option("--date-order", type=click.Choice(["dmy", "mdy"]), help="Day/month order of culture-formatted dates.")
+@click.option("--strict", is_flag=True, help="Stop at the first malformed row instead of skipping it.")
+def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_on, since, until, ip_table_specs,
+                    internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year, date_order,
+                    strict) -> None:
+    """Attribute mail-flow records to connectors and report greylisting hot spots, open-relay
+    risk, unrouted traffic and connector problems.
+
+    Example: mailflow analyze sample_logs --out report
+    """
+    from analyzer import analyses, attribution, findings, reports
+
+    options = analyses.Options(
+        since=_utc(since), until=_utc(until), year=year, date_order=date_order, strict=strict,
+        attribution=attribution.Options(internal_networks=tuple(internal_networks)),
+        findings=findings.Options(hotspot_window=dt.timedelta(minutes=hotspot_window),
+                                  hotspot_min_deferrals=hotspot_min, hotspot_burst_factor=hotspot_factor,
+                                  unrouted_min_messages=unrouted_min),
+    )
+    staging = reports.staging_dir(out_dir)
+    try:
+        result = analyses.analyze(list(inputs), staging, connector_files=connector_files,
+                                  domain_files=domain_files, ip_tables=_ip_tables(ip_table_specs), options=options)
+        info = reports.write(result, out_dir, staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _print_summary(result, info, out_dir)
+    if fail_on is not None and analyses.severity_at_least(result.findings, fail_on).height:
+        sys.exit(1)
+
+
+def _print_summary(result, info: dict, out_dir: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=False)
+    rows = info["rows"]
+    period = info["period"]
+    console.print(Text(f"{info['records']:,} records from {len(result.log_files)} files "
+                       f"({rows['skipped']:,} rows skipped, {rows['duplicates']:,} duplicates); "
+                       f"period {period['first'] or '-'} to {period['last'] or '-'}"))
+    table = Table(title="Findings", title_justify="left")
+    for col in ("severity", "kind", "subject", "count", "recommendation"):
+        table.add_column(col, overflow="fold")
+    for row in result.findings.head(25).iter_rows(named=True):
+        style = _SEVERITY_STYLE.get(row["severity"], "")
+        # Text(), not markup: subjects come from logs and must not be interpreted
+        table.add_row(Text(row["severity"], style=style), Text(row["kind"]), Text(_printable(row["subject"] or "")),
+                      Text(f"{row['count']:,}"), Text(_printable(row["recommendation"] or "")))
+    if result.findings.height:
+        console.print(table)
+        if result.findings.height > 25:
+            console.print(Text(f"... and {result.findings.height - 25} more in {out_dir / 'findings.json'}"))
+    else:
+        console.print(Text("No findings."))
+    by = info["findings"]["by_severity"]
+    console.print(Text("findings: " + ", ".join(f"{n} {s}" for s, n in by.items()) + f"; outputs in {out_dir}"))
+
+
+@main.group("connectors")
+def connectors_group() -> None:
+    """Work with connector exports."""
+
+
+@connectors_group.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--fail-on", type=click.Choice(["info", "low", "medium", "high"]),
+              help="Exit 1 when a finding at or above this severity exists.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def connectors_check(files: tuple[str, ...], fail_on: str | None, as_json: bool) -> None:
+    """Lint connector configuration exports on their own (no logs needed)."""
+    from analyzer import analyses, attribution, config
+
+    connectors, domains = config.load_config(list(files))
+    found = attribution.config_findings(connectors, domains)
+    if as_json:
+        for row in found.iter_rows(named=True):
+            click.echo(json.dumps(row, default=str))
+    elif found.height == 0:
+        click.echo("No configuration findings.")
+    else:
+        for row in found.iter_rows(named=True):
+            click.echo(f"{row['severity']:<6}  {_printable(row['subject'])}: {_printable(row['detail'])}")
+            click.echo(f"        -> {_printable(row['recommendation'])}")
+    if fail_on is not None and analyses.severity_at_least(found, fail_on).height:
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

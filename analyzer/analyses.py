@@ -1,0 +1,216 @@
+"""`mailflow analyze` as a library: read the inputs, attribute every record to connectors, find
+what an admin must act on, and write the outputs.
+
+The rules are in docs/analysis.md; `analyzer.attribution` and `analyzer.findings` implement them
+as pure functions of (records, configuration, options), so the same records can be replayed
+against a proposed configuration. This module only wires them to the inputs and outputs:
+records stream batch by batch from the readers' spool through the attributor into
+Hive-partitioned Parquet, and the findings are computed lazily over that Parquet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from analyzer import attribution, config, findings, readers
+from analyzer.errors import ConfigError, InputError
+from analyzer.matching import PrefixTable
+from analyzer.ranges import load_table
+
+__all__ = ["Analysis", "Options", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
+           "severity_at_least"]
+
+SEVERITIES = findings.SEVERITIES
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything that changes the outcome besides the records and the configuration."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    year: int | None = None
+    date_order: str | None = None
+    strict: bool = False
+    attribution: attribution.Options = field(default_factory=attribution.Options)
+    findings: findings.Options = field(default_factory=findings.Options)
+
+
+@dataclass
+class Analysis:
+    """What one run produced (the outputs are written by `analyzer.reports.write`)."""
+
+    records_dir: Path  # attributed records, Hive-partitioned by date (in the staging area)
+    findings: pl.DataFrame
+    hotspots: pl.DataFrame
+    connectors: pl.DataFrame
+    ingest: readers.Ingest
+    config_files: list[str]
+    log_files: list[str]
+    timings: dict[str, float]
+    records: int = 0
+
+    def records_frame(self) -> pl.LazyFrame:
+        """The attributed records (lazy)."""
+        parts = sorted(self.records_dir.rglob("*.parquet"))
+        if not parts:
+            return pl.LazyFrame()
+        return pl.scan_parquet(parts, hive_partitioning=True)
+
+
+def classify_inputs(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """Split the inputs (files, directories, globs) into (configuration exports, logs) by
+    content: connector and accepted-domain exports found among the inputs are configuration."""
+    files = readers.expand_paths(list(paths))
+    configs, logs = [], []
+    for path in files:
+        (configs if config.detect_config(path) else logs).append(path)
+    return configs, logs
+
+
+def load_ip_tables(specs: Mapping[str, str | os.PathLike]) -> dict[str, tuple[PrefixTable, list[str]]]:
+    """`--ip-table NAME=FILE` tables: NAME -> (compiled table, labels)."""
+    tables = {}
+    for name, path in specs.items():
+        if not name.isidentifier():
+            raise ConfigError("invalid --ip-table name", expected="NAME=FILE with NAME a word such as asn",
+                              got=repr(name), where=str(path))
+        tables[name] = load_table(path)
+    return tables
+
+
+def analyze(
+    inputs: Sequence[str | os.PathLike],
+    staging: Path,
+    *,
+    connector_files: Sequence[str | os.PathLike] = (),
+    domain_files: Sequence[str | os.PathLike] = (),
+    ip_tables: Mapping[str, str | os.PathLike] = {},
+    options: Options = Options(),
+) -> Analysis:
+    """Run the analysis; attributed records go to ``staging/records`` (Hive-partitioned)."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    configs, logs = classify_inputs(inputs)
+    configs += [Path(p) for p in list(connector_files) + list(domain_files)]
+    connectors, domains = config.load_config(configs) if configs else (config.Connectors(), ())
+    tables = load_ip_tables(ip_tables)
+    timings["configuration"] = time.perf_counter() - start
+    if not logs:
+        raise InputError("no logs to analyze", expected="message traces, tracking logs, Postfix logs or EmailEvents exports",
+                         got="only configuration exports" if configs else "no files",
+                         where=", ".join(str(p) for p in inputs) or "(no inputs)")
+
+    t = time.perf_counter()
+    ingest = readers.ingest(logs, year=options.year, strict=options.strict, date_order=options.date_order,
+                            spool_dir=staging / "spool")
+    timings["read"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    attributor = attribution.Attributor.build(connectors, domains, ip_tables=tables, options=options.attribution)
+    records_dir = staging / "records"
+    count = 0
+    for n, batch in enumerate(ingest.batches()):
+        batch = _window(batch, options)
+        if batch.height == 0:
+            continue
+        attributed = attributor.attribute(batch)
+        count += attributed.height
+        _write_partitioned(attributed, records_dir, n)
+    timings["attribute"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    parts = sorted(records_dir.rglob("*.parquet"))
+    lazy = pl.scan_parquet(parts, hive_partitioning=True) if parts else None
+    found = [attribution.config_findings(connectors, domains)]
+    fopts = options.findings
+    if tables and not fopts.ip_tables:
+        fopts = _replace(fopts, ip_tables=tuple(tables))
+    if lazy is not None:
+        found.append(findings.traffic_findings(lazy, connectors, domains, fopts))
+        spots = findings.hotspots(lazy, connectors, fopts)
+        usage = connector_usage(lazy, connectors)
+    else:
+        spots = pl.DataFrame(schema=findings.HOTSPOTS_SCHEMA)
+        usage = connector_usage(None, connectors)
+    all_findings = findings.sort_findings(pl.concat([f.cast(findings.FINDINGS_SCHEMA) for f in found]))
+    timings["findings"] = time.perf_counter() - t
+    return Analysis(records_dir, all_findings, spots, usage, ingest, [str(p) for p in configs],
+                    [str(p) for p in logs], timings, count)
+
+
+def _replace(opts, **changes):
+    from dataclasses import replace
+
+    return replace(opts, **changes)
+
+
+def _window(batch: pl.DataFrame, options: Options) -> pl.DataFrame:
+    if options.since is not None:
+        batch = batch.filter(pl.col("timestamp") >= options.since)
+    if options.until is not None:
+        batch = batch.filter(pl.col("timestamp") < options.until)
+    return batch
+
+
+def _write_partitioned(frame: pl.DataFrame, root: Path, n: int) -> None:
+    # One file per (batch, day): several batches may hold the same day, so names carry the batch.
+    for (day,), part in frame.with_columns(pl.col("timestamp").dt.date().alias("_day")).partition_by(
+            "_day", as_dict=True, maintain_order=True).items():
+        target = root / f"date={day.isoformat()}" / f"part-{n:06d}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part.drop("_day").write_parquet(target, compression="zstd", statistics=True)
+
+
+CONNECTORS_SCHEMA = {
+    "connector": pl.String(), "direction": pl.String(), "type": pl.String(), "enabled": pl.Boolean(),
+    "messages": pl.Int64(), "bytes": pl.Int64(), "sources": pl.Int64(),
+    "first_seen": pl.Datetime("us", "UTC"), "last_seen": pl.Datetime("us", "UTC"),
+    "failures": pl.Int64(), "deferrals": pl.Int64(),
+}
+
+
+def connector_usage(records: pl.LazyFrame | None, connectors: config.Connectors) -> pl.DataFrame:
+    """Per configured connector: messages (distinct message keys), bytes (each message once),
+    distinct source IPs, first/last seen, failures and deferrals. Connectors without traffic are
+    listed with zeros so unused ones show."""
+    rows = [(c.name, "inbound", c.connector_type, c.enabled) for c in connectors.inbound]
+    rows += [(c.name, "outbound", c.connector_type, c.enabled) for c in connectors.outbound]
+    base = pl.DataFrame(rows, schema=["connector", "direction", "type", "enabled"], orient="row") if rows else \
+        pl.DataFrame(schema={k: CONNECTORS_SCHEMA[k] for k in ("connector", "direction", "type", "enabled")})
+    if records is None:
+        stats = pl.DataFrame(schema={k: v for k, v in CONNECTORS_SCHEMA.items() if k not in ("type", "enabled")})
+    else:
+        def per(column: str, direction: str) -> pl.LazyFrame:
+            rows = records.filter(pl.col(column).is_not_null())
+            sizes = (rows.group_by(column, "message_key").agg(pl.col("size_bytes").max())
+                     .group_by(column).agg(pl.col("size_bytes").sum().alias("bytes")))
+            agg = rows.group_by(column).agg(
+                pl.col("message_key").n_unique().cast(pl.Int64).alias("messages"),
+                pl.col("client_ip").drop_nulls().n_unique().cast(pl.Int64).alias("sources"),
+                pl.col("timestamp").min().alias("first_seen"),
+                pl.col("timestamp").max().alias("last_seen"),
+                (pl.col("event") == "fail").sum().cast(pl.Int64).alias("failures"),
+                (pl.col("event") == "defer").sum().cast(pl.Int64).alias("deferrals"),
+            )
+            return (agg.join(sizes, on=column, how="left")
+                    .rename({column: "connector"})
+                    .with_columns(pl.lit(direction).alias("direction")))
+        stats = pl.concat([per("inbound_connector", "inbound"), per("outbound_connector", "outbound")],
+                          how="diagonal").collect()
+    out = base.join(stats, on=["connector", "direction"], how="left").with_columns(
+        [pl.col(c).fill_null(0) for c in ("messages", "bytes", "sources", "failures", "deferrals")])
+    return out.select([pl.col(c).cast(t) for c, t in CONNECTORS_SCHEMA.items()]).sort("direction", "connector")
+
+
+def severity_at_least(frame: pl.DataFrame, level: str) -> pl.DataFrame:
+    """The findings at or above `level`."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return frame.filter(pl.col("severity").replace_strict(rank, return_dtype=pl.Int64) >= rank[level])
