@@ -1157,3 +1157,11 @@ def test_ndjson_fast_path_equals_line_by_line(monkeypatch: pytest.MonkeyPatch, s
         assert (got[2].rows_read, got[2].rows_skipped, got[2].rows_ignored) == (
             want[2].rows_read, want[2].rows_skipped, want[2].rows_ignored)
     assert calls.count(True) >= 3  # the fast path really ran (the broken line fell back)
+
+
+def test_batches_remove_the_same_duplicates_as_the_frame() -> None:
+    """`Ingest.batches()` (what `mailflow analyze` streams) equals the de-duplicated frame."""
+    result = ingest([DATA / "overlap", DATA / "trace_v2_en-US.csv"], batch_bytes=256)
+    batches = list(result.batches())
+    assert len(batches) > 2  # several spool parts, duplicates across parts
+    assert_frame_equal(pl.concat(batches), result.frame.collect())

@@ -82,16 +82,20 @@ class Ingest:
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """The records batch by batch (one spool part at a time, in input order), duplicates
-        removed as in `frame`: memory stays bounded by a batch plus 8 bytes per distinct record."""
-        seen = np.empty(0, dtype=np.uint64)
-        for part in _parts(self.spool):
+        removed as in `frame`: memory stays bounded by a batch plus the keys (8 bytes a record)."""
+        parts = _parts(self.spool)
+        if not parts:
+            return
+        # One pass over the keys alone (8 bytes a record) marks each record's first occurrence
+        # across all parts; the parts are then read one at a time and filtered by their slice.
+        first = (pl.scan_parquet(parts).select(pl.col("_key").is_first_distinct())
+                 .collect().to_series().to_numpy())
+        offset = 0
+        for part in parts:
             batch = pl.read_parquet(part)
-            keys = batch.get_column("_key").to_numpy()
-            fresh = batch.get_column("_key").is_first_distinct().to_numpy()
-            if seen.size:
-                fresh &= ~np.isin(keys, seen, assume_unique=False)
+            fresh = first[offset:offset + batch.height]
+            offset += batch.height
             if fresh.any():
-                seen = np.union1d(seen, keys[fresh])
                 yield batch.filter(pl.Series(fresh)).drop("_key")
 
     def rejects(self) -> pl.LazyFrame:
