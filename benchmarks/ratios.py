@@ -24,7 +24,7 @@ from typing import Any
 # Scenario order in the report (groups not listed here follow, alphabetically).
 GROUPS = ["ipv4-routeviews", "ipv4-int", "ipv6-routeviews", "connector-table", "dictionary",
           "reader-extended", "reader-extended-utf16", "reader-trace", "reader-msgtrk", "reader-ndjson",
-          "reader-emailevents", "reader-postfix"]
+          "reader-emailevents", "reader-postfix", "analyze"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Row:
     median: float  # seconds per call
     rounds: int
     baseline: bool
+    peak_rss_mb: float | None = None
 
     @property
     def rate(self) -> float:
@@ -116,6 +117,7 @@ def load_rows(doc: dict[str, Any]) -> list[Row]:
             median=float(stats["median"]),
             rounds=int(stats["rounds"]),
             baseline=bool(info.get("baseline")),
+            peak_rss_mb=info.get("peak_rss_mb"),
         ))
     return rows
 
@@ -124,16 +126,19 @@ def group_table(group: str, rows: list[Row]) -> list[str]:
     """The Markdown table of one scenario, fastest per lookup first."""
     base = next((r for r in rows if r.baseline), None)
     ratio_head = f"time/lookup vs {base.competitor}" if base else "time/lookup vs baseline"
+    rss = any(r.peak_rss_mb is not None for r in rows)
     lines = [
         f"### {group}",
         "",
-        f"| competitor | queries | median | lookups/s | {ratio_head} |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| competitor | queries | median | lookups/s | {ratio_head} |" + (" peak RSS |" if rss else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if rss else ""),
     ]
     for row in sorted(rows, key=lambda r: -r.rate):
         ratio = f"{base.rate / row.rate:.2f}x" if base else "n/a"
         name = f"**{row.competitor}**" if row.baseline else row.competitor
-        lines.append(f"| {name} | {row.lookups:,} | {fmt_time(row.median)} | {fmt_rate(row.rate)}/s | {ratio} |")
+        extra = (f" {row.peak_rss_mb:,.0f} MB |" if row.peak_rss_mb is not None else " |") if rss else ""
+        lines.append(f"| {name} | {row.lookups:,} | {fmt_time(row.median)} | {fmt_rate(row.rate)}/s | {ratio} |"
+                     + extra)
     return lines + [""]
 
 
