@@ -109,3 +109,21 @@ def test_connectors_check_exit_codes(tmp_path: Path) -> None:
     assert ok.output.startswith("high    Empty on-prem: ")
     failing = CliRunner().invoke(main, ["connectors", "check", "--fail-on", "high", str(path)])
     assert failing.exit_code == 1
+
+
+def test_ip_table_becomes_a_column_and_groups_unrouted_sources(tmp_path: Path) -> None:
+    rows = [_row(i, f"u{i}@example.net", f"192.0.2.{i % 50 + 1}") for i in range(120)]
+    root = _tenant(tmp_path, rows)
+    table = tmp_path / "asn.csv"
+    table.write_text("prefix,asn\n192.0.2.0/24,AS64500\n", encoding="utf-8")
+    out = tmp_path / "report"
+    result = CliRunner().invoke(main, ["analyze", str(root), "--out", str(out), "--ip-table", f"asn={table}"])
+    assert result.exit_code == 0, result.output
+    records = pl.read_parquet(out / "records", hive_partitioning=True)
+    assert records["asn"].unique().to_list() == ["AS64500"]
+    found = json.loads((out / "findings.json").read_text())
+    # no single address reaches 100 messages, their AS does; the connector saw none of them
+    assert [(f["kind"], f["subject"], f["count"]) for f in found] == [
+        ("unrouted_inbound", "asn=AS64500", 120), ("unused_connector", "On-prem relay", 0)]
+    bad = CliRunner().invoke(main, ["analyze", str(root), "--out", str(out), "--ip-table", "asn"])
+    assert bad.exit_code == 2 and "expected NAME=FILE, got 'asn'" in bad.output
