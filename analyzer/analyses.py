@@ -25,7 +25,7 @@ from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
 
 __all__ = ["Analysis", "Options", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
-           "severity_at_least"]
+           "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
 
 SEVERITIES = findings.SEVERITIES
 
@@ -86,6 +86,12 @@ def load_ip_tables(specs: Mapping[str, str | os.PathLike]) -> dict[str, tuple[Pr
     return tables
 
 
+def load_cloud_ranges(paths: Sequence[str | os.PathLike]) -> dict[str, tuple[PrefixTable, list[str]]]:
+    """Cloud providers' published ranges (AWS, Azure, Google...): a connector range inside them
+    is shared hosting, a `connector_config` finding. Keyed by file name."""
+    return {Path(p).name: load_table(p) for p in paths}
+
+
 def analyze(
     inputs: Sequence[str | os.PathLike],
     staging: Path,
@@ -93,6 +99,7 @@ def analyze(
     connector_files: Sequence[str | os.PathLike] = (),
     domain_files: Sequence[str | os.PathLike] = (),
     ip_tables: Mapping[str, str | os.PathLike] = {},
+    cloud_ranges: Sequence[str | os.PathLike] = (),
     options: Options = Options(),
 ) -> Analysis:
     """Run the analysis; attributed records go to ``staging/records`` (Hive-partitioned)."""
@@ -102,6 +109,7 @@ def analyze(
     configs += [Path(p) for p in list(connector_files) + list(domain_files)]
     connectors, domains = config.load_config(configs) if configs else (config.Connectors(), ())
     tables = load_ip_tables(ip_tables)
+    clouds = load_cloud_ranges(cloud_ranges)
     timings["configuration"] = time.perf_counter() - start
     if not logs:
         raise InputError("no logs to analyze", expected="message traces, tracking logs, Postfix logs or EmailEvents exports",
@@ -129,7 +137,7 @@ def analyze(
     t = time.perf_counter()
     parts = sorted(records_dir.rglob("*.parquet"))
     lazy = pl.scan_parquet(parts, hive_partitioning=True) if parts else None
-    found = [attribution.config_findings(connectors, domains)]
+    found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
     fopts = options.findings
     if tables and not fopts.ip_tables:
         fopts = _replace(fopts, ip_tables=tuple(tables))

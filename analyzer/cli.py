@@ -167,6 +167,9 @@ _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info"
 @click.option("--until", type=click.DateTime(), help="Only records before this time.")
 @click.option("--ip-table", "ip_table_specs", multiple=True, metavar="NAME=FILE",
               help="A range file (see `mailflow lookup`) whose labels become a column NAME (e.g. asn=pfx2as.gz).")
+@click.option("--cloud-ranges", "cloud_ranges", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A cloud provider's published ranges (AWS ip-ranges.json, Azure service tags, Google "
+                   "cloud.json): connector ranges inside them are reported as shared hosting.")
 @click.option("--internal", "internal_networks", multiple=True, metavar="CIDR",
               help="Internal networks besides the private ranges (not open-relay or unrouted sources).")
 @click.option("--hotspot-window", type=click.IntRange(1), default=60, show_default=True,
@@ -181,7 +184,7 @@ _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info"
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"]), help="Day/month order of culture-formatted dates.")
 @click.option("--strict", is_flag=True, help="Stop at the first malformed row instead of skipping it.")
 def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_on, since, until, ip_table_specs,
-                    internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year, date_order,
+                    cloud_ranges, internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year, date_order,
                     strict) -> None:
     """Attribute mail-flow records to connectors and report greylisting hot spots, open-relay
     risk, unrouted traffic and connector problems.
@@ -200,7 +203,8 @@ def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_o
     staging = reports.staging_dir(out_dir)
     try:
         result = analyses.analyze(list(inputs), staging, connector_files=connector_files,
-                                  domain_files=domain_files, ip_tables=_ip_tables(ip_table_specs), options=options)
+                                  domain_files=domain_files, ip_tables=_ip_tables(ip_table_specs),
+                                  cloud_ranges=cloud_ranges, options=options)
         info = reports.write(result, out_dir, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -247,13 +251,15 @@ def connectors_group() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--fail-on", type=click.Choice(["info", "low", "medium", "high"]),
               help="Exit 1 when a finding at or above this severity exists.")
+@click.option("--cloud-ranges", "cloud_ranges", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A cloud provider's published ranges: connector ranges inside them are reported.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
-def connectors_check(files: tuple[str, ...], fail_on: str | None, as_json: bool) -> None:
+def connectors_check(files: tuple[str, ...], fail_on: str | None, cloud_ranges: tuple[str, ...], as_json: bool) -> None:
     """Lint connector configuration exports on their own (no logs needed)."""
     from analyzer import analyses, attribution, config
 
     connectors, domains = config.load_config(list(files))
-    found = attribution.config_findings(connectors, domains)
+    found = attribution.config_findings(connectors, domains, cloud_tables=analyses.load_cloud_ranges(cloud_ranges))
     if as_json:
         for row in found.iter_rows(named=True):
             click.echo(json.dumps(row, default=str))

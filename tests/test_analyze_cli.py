@@ -127,3 +127,17 @@ def test_ip_table_becomes_a_column_and_groups_unrouted_sources(tmp_path: Path) -
         ("unrouted_inbound", "asn=AS64500", 120), ("unused_connector", "On-prem relay", 0)]
     bad = CliRunner().invoke(main, ["analyze", str(root), "--out", str(out), "--ip-table", "asn"])
     assert bad.exit_code == 2 and "expected NAME=FILE, got 'asn'" in bad.output
+
+
+def test_connector_inside_cloud_ranges(tmp_path: Path, shared_data: Path) -> None:
+    path = tmp_path / "inbound.json"
+    path.write_text(json.dumps([{"Name": "App on AWS", "Enabled": True, "ConnectorType": "OnPremises",
+                                 "SenderIPAddresses": ["3.5.140.10"]}]), encoding="utf-8")
+    aws = shared_data / "ip_prefixes" / "aws_ip-ranges.json"
+    plain = CliRunner().invoke(main, ["connectors", "check", "--json", str(path)])
+    assert plain.exit_code == 0 and plain.output == ""
+    result = CliRunner().invoke(main, ["connectors", "check", "--json", "--cloud-ranges", str(aws), str(path)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["kind"], r["severity"], r["subject"]) for r in rows] == [("connector_config", "medium", "App on AWS")]
+    assert "3.5.140.10" in rows[0]["detail"]
