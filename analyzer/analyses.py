@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -23,6 +23,7 @@ from analyzer import attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
 from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
+from analyzer.state import State
 
 __all__ = ["Analysis", "Options", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
            "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
@@ -51,11 +52,14 @@ class Analysis:
     findings: pl.DataFrame
     hotspots: pl.DataFrame
     connectors: pl.DataFrame
-    ingest: readers.Ingest
+    totals: pl.DataFrame  # per input file: format, encoding, rows read/kept/skipped/ignored, duplicates
+    rejects: pl.DataFrame  # rows that could not be read
     config_files: list[str]
     log_files: list[str]
     timings: dict[str, float]
     records: int = 0
+    state: State | None = None
+    run_key: str | None = None  # to commit to the state once the outputs are published
 
     def records_frame(self) -> pl.LazyFrame:
         """The attributed records (lazy)."""
@@ -101,8 +105,18 @@ def analyze(
     ip_tables: Mapping[str, str | os.PathLike] = {},
     cloud_ranges: Sequence[str | os.PathLike] = (),
     options: Options = Options(),
-) -> Analysis:
-    """Run the analysis; attributed records go to ``staging/records`` (Hive-partitioned)."""
+    state: State | None = None,
+    window: dt.timedelta | None = None,
+    force: bool = False,
+    on_file: Callable[[readers.FileReport, int, int], None] | None = None,
+) -> Analysis | None:
+    """Run the analysis; attributed records go to ``staging/records`` (Hive-partitioned).
+
+    With a `state` (scheduled runs), only new or changed inputs are read; every record ever
+    ingested goes to the records output, and the findings cover the last `window` before the
+    newest record. Returns None when nothing changed since the state's last run (same inputs,
+    configuration and options) and `force` is not set: the previous outputs still hold.
+    """
     timings: dict[str, float] = {}
     start = time.perf_counter()
     configs, logs = classify_inputs(inputs)
@@ -111,32 +125,58 @@ def analyze(
     tables = load_ip_tables(ip_tables)
     clouds = load_cloud_ranges(cloud_ranges)
     timings["configuration"] = time.perf_counter() - start
-    if not logs:
+    if not logs and (state is None or not state.entries):
         raise InputError("no logs to analyze", expected="message traces, tracking logs, Postfix logs or EmailEvents exports",
                          got="only configuration exports" if configs else "no files",
                          where=", ".join(str(p) for p in inputs) or "(no inputs)")
 
     t = time.perf_counter()
-    ingest = readers.ingest(logs, year=options.year, strict=options.strict, date_order=options.date_order,
-                            spool_dir=staging / "spool")
+    run_key = None
+    if state is None:
+        ingest = readers.ingest(logs, year=options.year, strict=options.strict, date_order=options.date_order,
+                                spool_dir=staging / "spool", on_file=on_file)
+        parts = _spool_parts(ingest)
+        totals, rejects = ingest.totals(), ingest.rejects().collect()
+    else:
+        todo, prints = state.plan(logs)
+        state.touch(prints)
+        settings = repr((sorted(str(p) for p in configs), [_digest_file(p) for p in sorted(configs)],
+                         sorted((k, str(v)) for k, v in ip_tables.items()), [str(p) for p in cloud_ranges],
+                         options, window))
+        if not todo and not force and state.last_run == state.run_key(settings):
+            return None
+        if todo:
+            ingest = readers.ingest(todo, year=options.year, strict=options.strict, date_order=options.date_order,
+                                    spool_dir=staging / "spool", on_file=on_file)
+            _store(state, ingest, prints)
+        run_key = state.run_key(settings)
+        parts = state.parts()
+        totals, rejects = state.totals(), state.rejects()
     timings["read"] = time.perf_counter() - t
 
     t = time.perf_counter()
     attributor = attribution.Attributor.build(connectors, domains, ip_tables=tables, options=options.attribution)
     records_dir = staging / "records"
     count = 0
-    for n, batch in enumerate(ingest.batches()):
+    dupes: dict[str, int] = {}
+    for n, batch in enumerate(readers.unique_batches(parts, dupes)):
         batch = _window(batch, options)
         if batch.height == 0:
             continue
         attributed = attributor.attribute(batch)
         count += attributed.height
         _write_partitioned(attributed, records_dir, n)
+    totals = totals.with_columns(
+        pl.col("source_file").replace_strict(dupes, default=0, return_dtype=pl.Int64).alias("duplicates"))
     timings["attribute"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    parts = sorted(records_dir.rglob("*.parquet"))
-    lazy = pl.scan_parquet(parts, hive_partitioning=True) if parts else None
+    record_parts = sorted(records_dir.rglob("*.parquet"))
+    lazy = pl.scan_parquet(record_parts, hive_partitioning=True) if record_parts else None
+    if lazy is not None and window is not None:
+        newest = lazy.select(pl.col("timestamp").max()).collect().item()
+        if newest is not None:
+            lazy = lazy.filter(pl.col("timestamp") > newest - window)
     found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
     fopts = options.findings
     if tables and not fopts.ip_tables:
@@ -150,8 +190,33 @@ def analyze(
         usage = connector_usage(None, connectors)
     all_findings = findings.sort_findings(pl.concat([f.cast(findings.FINDINGS_SCHEMA) for f in found]))
     timings["findings"] = time.perf_counter() - t
-    return Analysis(records_dir, all_findings, spots, usage, ingest, [str(p) for p in configs],
-                    [str(p) for p in logs], timings, count)
+    return Analysis(records_dir, all_findings, spots, usage, totals, rejects, [str(p) for p in configs],
+                    [str(p) for p in logs], timings, count, state, run_key)
+
+
+def _digest_file(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _spool_parts(ingest: readers.Ingest) -> list[Path]:
+    return sorted(ingest.spool.glob("records-*.parquet"))
+
+
+def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, int, str]]) -> None:
+    """Move the records and rejects of freshly read files into the state, one file at a time."""
+    parts = _spool_parts(ingest)
+    lazy = pl.scan_parquet(parts) if parts else None
+    rejects = ingest.rejects().collect()
+    for report in ingest.files:
+        path = Path(report.path)
+        if lazy is not None:
+            records = lazy.filter(pl.col("source_file") == report.path).collect()
+        else:
+            records = pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64})
+        state.store(path, prints[str(path.resolve())], records,
+                    rejects.filter(pl.col("source_file") == report.path), asdict(report))
 
 
 def _replace(opts, **changes):

@@ -183,9 +183,15 @@ _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info"
 @click.option("--year", type=int, help="Year for Postfix timestamps that have none.")
 @click.option("--date-order", type=click.Choice(["dmy", "mdy"]), help="Day/month order of culture-formatted dates.")
 @click.option("--strict", is_flag=True, help="Stop at the first malformed row instead of skipping it.")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Scheduled runs: remember ingested files here; read only new or changed inputs, keep every "
+                   "record ever ingested, and compute findings over the last --window.")
+@click.option("--window", "window_days", type=click.FloatRange(min=0, min_open=True), default=7.0,
+              show_default=True, help="With --state: days of records (before the newest) the findings cover.")
+@click.option("--quiet", is_flag=True, help="Print nothing but errors (exit codes still tell).")
 def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_on, since, until, ip_table_specs,
-                    cloud_ranges, internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year, date_order,
-                    strict) -> None:
+                    cloud_ranges, internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year,
+                    date_order, strict, state_dir, window_days, quiet) -> None:
     """Attribute mail-flow records to connectors and report greylisting hot spots, open-relay
     risk, unrouted traffic and connector problems.
 
@@ -200,17 +206,75 @@ def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_o
                                   hotspot_min_deferrals=hotspot_min, hotspot_burst_factor=hotspot_factor,
                                   unrouted_min_messages=unrouted_min),
     )
+    from analyzer.state import State
+
+    state = State(state_dir) if state_dir is not None else None
     staging = reports.staging_dir(out_dir)
     try:
-        result = analyses.analyze(list(inputs), staging, connector_files=connector_files,
-                                  domain_files=domain_files, ip_tables=_ip_tables(ip_table_specs),
-                                  cloud_ranges=cloud_ranges, options=options)
-        info = reports.write(result, out_dir, staging)
+        with _progress(quiet) as on_file:
+            result = analyses.analyze(list(inputs), staging, connector_files=connector_files,
+                                      domain_files=domain_files, ip_tables=_ip_tables(ip_table_specs),
+                                      cloud_ranges=cloud_ranges, options=options, state=state,
+                                      window=dt.timedelta(days=window_days) if state is not None else None,
+                                      on_file=on_file)
+        if result is None:
+            # nothing changed since the last scheduled run: its outputs stand as they are
+            found = _previous_findings(out_dir)
+            if not quiet:
+                click.echo(f"No new or changed inputs since the last run; outputs in {out_dir} are current.")
+        else:
+            info = reports.write(result, out_dir, staging)
+            found = result.findings
+            if not quiet:
+                _print_summary(result, info, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    _print_summary(result, info, out_dir)
-    if fail_on is not None and analyses.severity_at_least(result.findings, fail_on).height:
+    if fail_on is not None and analyses.severity_at_least(found, fail_on).height:
         sys.exit(1)
+
+
+def _previous_findings(out_dir: Path):
+    import polars as pl
+
+    from analyzer import findings
+
+    path = out_dir / "findings.parquet"
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=findings.FINDINGS_SCHEMA)
+
+
+class _progress:
+    """A progress bar on stderr (files, rows, throughput) when stderr is a terminal; nothing
+    otherwise (cron mail stays clean)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        import time
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("reading"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+                            TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:,.0f} rows/s"),
+                            TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("read", total=None, rows=0, rate=0.0)
+        started, rows = time.perf_counter(), [0]
+
+        def on_file(report, done: int, total: int) -> None:
+            rows[0] += report.rows_read
+            rate = rows[0] / max(time.perf_counter() - started, 1e-6)
+            self.bar.update(task, completed=done, total=total, rows=rows[0], rate=rate)
+
+        return on_file
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _print_summary(result, info: dict, out_dir: Path) -> None:

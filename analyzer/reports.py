@@ -49,7 +49,7 @@ def _json_default(value: Any) -> Any:
 
 def summary(analysis: Analysis) -> dict[str, Any]:
     """The content of summary.json."""
-    totals = analysis.ingest.totals()
+    totals = analysis.totals
     frame = analysis.findings
     period = analysis.records_frame().select(
         pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last")
@@ -86,13 +86,16 @@ def write(analysis: Analysis, out: Path, staging: Path) -> dict[str, Any]:
         encoding="utf-8")
     analysis.connectors.write_parquet(staging / "connectors.parquet", compression="zstd")
     analysis.hotspots.write_parquet(staging / "hotspots.parquet", compression="zstd")
-    rejects = analysis.ingest.rejects().collect()
+    rejects = analysis.rejects
     if rejects.height:
         _io.neutralize_formulas(rejects).write_csv(staging / "rejects.csv")
     (staging / "summary.json").write_text(json.dumps(info, default=_json_default, indent=1), encoding="utf-8")
     records = staging / "records"
     records.mkdir(exist_ok=True)
     _publish(staging, out)
+    if analysis.state is not None and analysis.run_key is not None:
+        # only now: a run that died before this point is redone in full by the next one
+        analysis.state.commit(analysis.run_key)
     return info
 
 

@@ -22,7 +22,7 @@ import re
 import shutil
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,7 +38,7 @@ from analyzer.readers._formats import MSGTRK_FIELDS, NEEDED, detect_columns, key
 from analyzer.readers._schema import DIRECTIONS, EVENTS, FORMATS, SCHEMA, finalize
 
 __all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "SCHEMA", "FileReport", "Ingest", "detect", "ingest",
-           "read", "REJECTS_SCHEMA"]
+           "read", "REJECTS_SCHEMA", "TOTALS_SCHEMA", "unique_batches"]
 
 REJECTS_SCHEMA = {"source_file": pl.String(), "source_line": pl.Int64(), "reason": pl.String(),
                   "raw": pl.String()}
@@ -83,20 +83,7 @@ class Ingest:
     def batches(self) -> Iterator[pl.DataFrame]:
         """The records batch by batch (one spool part at a time, in input order), duplicates
         removed as in `frame`: memory stays bounded by a batch plus the keys (8 bytes a record)."""
-        parts = _parts(self.spool)
-        if not parts:
-            return
-        # One pass over the keys alone (8 bytes a record) marks each record's first occurrence
-        # across all parts; the parts are then read one at a time and filtered by their slice.
-        first = (pl.scan_parquet(parts).select(pl.col("_key").is_first_distinct())
-                 .collect().to_series().to_numpy())
-        offset = 0
-        for part in parts:
-            batch = pl.read_parquet(part)
-            fresh = first[offset:offset + batch.height]
-            offset += batch.height
-            if fresh.any():
-                yield batch.filter(pl.Series(fresh)).drop("_key")
+        return unique_batches(_parts(self.spool))
 
     def rejects(self) -> pl.LazyFrame:
         """Rejected rows: ``source_file, source_line, reason, raw``."""
@@ -107,22 +94,7 @@ class Ingest:
 
     def totals(self) -> pl.DataFrame:
         """Per file: format, encoding, rows read/kept/skipped/ignored and duplicates dropped."""
-        dupes = self._duplicates()
-        return pl.DataFrame(
-            {
-                "source_file": [f.path for f in self.files],
-                "format": [f.format for f in self.files],
-                "encoding": [f.encoding for f in self.files],
-                "rows_read": [f.rows_read for f in self.files],
-                "rows_kept": [f.rows_kept for f in self.files],
-                "rows_skipped": [f.rows_skipped for f in self.files],
-                "rows_ignored": [f.rows_ignored for f in self.files],
-                "duplicates": [dupes.get(f.path, 0) for f in self.files],
-                "notes": ["; ".join(f.notes) for f in self.files],
-            },
-            schema_overrides={c: pl.Int64 for c in ("rows_read", "rows_kept", "rows_skipped",
-                                                     "rows_ignored", "duplicates")},
-        )
+        return totals_frame(self.files, self._duplicates())
 
     def _duplicates(self) -> dict[str, int]:
         parts = _parts(self.spool)
@@ -132,6 +104,51 @@ class Ingest:
                   .filter(~pl.col("_key").is_first_distinct())
                   .group_by("source_file").len().collect())
         return dict(zip(counts["source_file"].to_list(), counts["len"].to_list()))
+
+
+TOTALS_SCHEMA = {"source_file": pl.String(), "format": pl.String(), "encoding": pl.String(),
+                 "rows_read": pl.Int64(), "rows_kept": pl.Int64(), "rows_skipped": pl.Int64(),
+                 "rows_ignored": pl.Int64(), "duplicates": pl.Int64(), "notes": pl.String()}
+
+
+def totals_frame(files: list[FileReport], duplicates: dict[str, int]) -> pl.DataFrame:
+    """The per-file totals table of `files` (see `Ingest.totals`)."""
+    return pl.DataFrame(
+        {
+            "source_file": [f.path for f in files],
+            "format": [f.format for f in files],
+            "encoding": [f.encoding for f in files],
+            "rows_read": [f.rows_read for f in files],
+            "rows_kept": [f.rows_kept for f in files],
+            "rows_skipped": [f.rows_skipped for f in files],
+            "rows_ignored": [f.rows_ignored for f in files],
+            "duplicates": [duplicates.get(f.path, 0) for f in files],
+            "notes": ["; ".join(f.notes) for f in files],
+        },
+        schema=TOTALS_SCHEMA,
+    )
+
+
+def unique_batches(parts: list[Path], duplicates: dict[str, int] | None = None) -> Iterator[pl.DataFrame]:
+    """The records of spooled Parquet `parts` (normalized columns plus `_key`), one part at a
+    time, each record's first occurrence only; `_key` dropped. Duplicates dropped are counted per
+    `source_file` into `duplicates` when given."""
+    if not parts:
+        return
+    # One pass over the keys alone (8 bytes a record) marks each record's first occurrence
+    # across all parts; the parts are then read one at a time and filtered by their slice.
+    first = (pl.scan_parquet(parts).select(pl.col("_key").is_first_distinct())
+             .collect().to_series().to_numpy())
+    offset = 0
+    for part in parts:
+        batch = pl.read_parquet(part)
+        fresh = first[offset:offset + batch.height]
+        offset += batch.height
+        if duplicates is not None and not fresh.all():
+            for name, n in batch.filter(pl.Series(~fresh)).group_by("source_file").len().iter_rows():
+                duplicates[name] = duplicates.get(name, 0) + n
+        if fresh.any():
+            yield batch.filter(pl.Series(fresh)).drop("_key")
 
 
 def _parts(spool: Path) -> list[Path]:
@@ -673,13 +690,15 @@ def ingest(
     date_order: str | None = None,
     spool_dir: str | os.PathLike | None = None,
     batch_bytes: int = 16 << 20,
+    on_file: Callable[[FileReport, int, int], None] | None = None,
 ) -> Ingest:
     """Read every input file into the normalized record table (see `read`) and report per file.
 
     Options: `year` for Postfix timestamps without one (default: the file's modification year);
     `strict` makes the first malformed row an InputError instead of a reject; `date_order`
     (``"dmy"``/``"mdy"``) overrides the per-file day/month decision; `spool_dir` keeps the
-    normalized Parquet batches (default: a temporary directory removed at exit).
+    normalized Parquet batches (default: a temporary directory removed at exit); `on_file` is
+    called after each file with its report, its position and the number of files (progress).
     """
     if date_order not in (None, "dmy", "mdy"):
         raise InputError("invalid date_order option", expected="'dmy' or 'mdy'", got=repr(date_order),
@@ -714,6 +733,8 @@ def ingest(
             _read_postfix(source, opts, report, writer)
         report.encoding = source.encoding
         reports.append(report)
+        if on_file is not None:
+            on_file(report, len(reports), len(files))
     parts = _parts(spool)
     if parts:
         frame = (pl.scan_parquet(parts)
