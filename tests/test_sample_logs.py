@@ -213,3 +213,21 @@ def test_analyze_finds_exactly_the_planted_cases(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["rows"]["skipped"] == 0 and summary["rows"]["duplicates"] == TRACE_OVERLAP
     assert sorted(_rel(p) for p in summary["configuration_files"]) == sorted(CONFIG_KINDS)
+
+
+def test_records_of_an_earlier_run_are_an_input(tmp_path: Path) -> None:
+    """Parquet with the normalized columns (an earlier run's records/) is read as is: analysing it
+    with the same configuration gives the same findings."""
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert CliRunner().invoke(main, ["analyze", str(SAMPLE), "--out", str(first)]).exit_code == 0
+    result = CliRunner().invoke(main, ["analyze", str(first / "records"), str(SAMPLE / "config"),
+                                       "--out", str(second)])
+    assert result.exit_code == 0, result.output
+    assert (first / "findings.json").read_text() == (second / "findings.json").read_text()
+    summary = json.loads((second / "summary.json").read_text())
+    assert {f["format"] for f in summary["inputs"]} == {"parquet"}
+    assert summary["records"] == json.loads((first / "summary.json").read_text())["records"]
