@@ -159,13 +159,26 @@ def analyze(
     records_dir = staging / "records"
     count = 0
     dupes: dict[str, int] = {}
-    for n, batch in enumerate(readers.unique_batches(parts, dupes)):
+    pending: list[pl.DataFrame] = []
+    n = 0
+
+    def flush() -> None:
+        nonlocal count, n
+        if pending:
+            attributed = attributor.attribute(pl.concat(pending))
+            pending.clear()
+            count += attributed.height
+            _write_partitioned(attributed, records_dir, n)
+            n += 1
+
+    for batch in readers.unique_batches(parts, dupes):
         batch = _window(batch, options)
-        if batch.height == 0:
-            continue
-        attributed = attributor.attribute(batch)
-        count += attributed.height
-        _write_partitioned(attributed, records_dir, n)
+        if batch.height:
+            pending.append(batch)
+        # a few hundred thousand rows at a time: fewer, larger files and calls than per spool part
+        if sum(b.height for b in pending) >= _ATTRIBUTE_BATCH:
+            flush()
+    flush()
     totals = totals.with_columns(
         pl.col("source_file").replace_strict(dupes, default=0, return_dtype=pl.Int64).alias("duplicates"))
     timings["attribute"] = time.perf_counter() - t
@@ -192,6 +205,9 @@ def analyze(
     timings["findings"] = time.perf_counter() - t
     return Analysis(records_dir, all_findings, spots, usage, totals, rejects, [str(p) for p in configs],
                     [str(p) for p in logs], timings, count, state, run_key)
+
+
+_ATTRIBUTE_BATCH = 500_000
 
 
 def _digest_file(path: Path) -> str:

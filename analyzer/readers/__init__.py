@@ -440,28 +440,32 @@ def _is_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
-def _read_parquet(path: Path, spool: _Spool) -> FileReport:
-    """Parquet with the normalized columns (a `records/` part of an earlier run, or any table
-    written in this schema): taken as is, streamed into the spool without going through Python."""
-    try:
-        schema = pl.read_parquet_schema(path)
-    except Exception as exc:  # noqa: BLE001 - any damage is the same answer for the user
-        raise InputError("unreadable Parquet file", expected="a complete Parquet file", got=str(exc).splitlines()[0],
-                         where=location(path)) from None
-    missing = [c for c in SCHEMA if c not in schema]
-    if missing:
-        raise InputError("Parquet file without the normalized columns", expected="the columns of the README's "
-                         "normalized table", got=f"no {_show(missing, 4)}", where=location(path),
-                         hint="give the records/ folder of an earlier mailflow run, or convert the table first")
-    frame = pl.scan_parquet(path).select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
+def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
+    """Parquet with the normalized columns (the `records/` parts of an earlier run, or any table
+    written in this schema): taken as is, streamed into the spool in one pass, no Python per row."""
+    reports = []
+    for path in paths:
+        try:
+            schema = pl.read_parquet_schema(path)
+            rows = pl.scan_parquet(path).select(pl.len()).collect().item()  # from the metadata
+        except Exception as exc:  # noqa: BLE001 - any damage is the same answer for the user
+            raise InputError("unreadable Parquet file", expected="a complete Parquet file",
+                             got=str(exc).splitlines()[0], where=location(path)) from None
+        missing = [c for c in SCHEMA if c not in schema]
+        if missing:
+            raise InputError("Parquet file without the normalized columns", expected="the columns of the README's "
+                             "normalized table", got=f"no {_show(missing, 4)}", where=location(path),
+                             hint="give the records/ folder of an earlier mailflow run, or convert the table first")
+        reports.append(FileReport(str(path), "parquet", encoding="parquet", rows_read=rows, rows_kept=rows))
+    frame = pl.scan_parquet(paths, hive_partitioning=False, extra_columns="ignore") \
+        .select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
     key = (pl.when(pl.col("source_format") == "exo_trace").then(pl.struct(_TRACE_KEY).hash(seed=0x5EED))
            .otherwise(pl.struct(_CONTENT).hash(seed=0x5EED)))
     target = spool.dir / f"records-{spool.reserve():08d}.parquet"
     tmp = target.with_suffix(".tmp")
     frame.with_columns(key.alias("_key")).sink_parquet(tmp, compression="lz4", statistics=False)
     os.replace(tmp, target)
-    rows = pl.scan_parquet(target).select(pl.len()).collect().item()
-    return FileReport(str(path), "parquet", encoding="parquet", rows_read=rows, rows_kept=rows)
+    return reports
 
 
 def _with_key(frame: pl.DataFrame, fmt: str) -> pl.DataFrame:
@@ -744,11 +748,14 @@ def ingest(
     opts = _Options(year, strict, date_order, batch_bytes)
     writer = _Spool(spool)
     reports = []
+    parquet = [p for p in files if _is_parquet(p)]
+    if parquet:
+        # one streaming pass over all of them: a records/ folder is hundreds of small parts
+        reports.extend(_read_parquet(parquet, writer))
+        if on_file is not None:
+            on_file(reports[-1], len(reports), len(files))
     for path in files:
-        if _is_parquet(path):
-            reports.append(_read_parquet(path, writer))
-            if on_file is not None:
-                on_file(reports[-1], len(reports), len(files))
+        if path in parquet:
             continue
         source = TextSource(path, chunk_size=batch_bytes)
         det = _detect(source)
