@@ -306,6 +306,16 @@ def _print_summary(result, info: dict, out_dir: Path) -> None:
     console.print(Text("findings: " + ", ".join(f"{n} {s}" for s, n in by.items()) + f"; outputs in {out_dir}"))
 
 
+@main.command("report")
+@click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report_command(out_dir: Path) -> None:
+    """Re-render report.html and summary.txt from the outputs of an earlier `mailflow analyze`."""
+    from analyzer import reports
+
+    reports.render_report(out_dir)
+    click.echo(f"wrote {out_dir / 'report.html'} and {out_dir / 'summary.txt'}")
+
+
 @main.group("connectors")
 def connectors_group() -> None:
     """Work with connector exports."""

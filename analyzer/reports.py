@@ -11,7 +11,9 @@ Files in the output directory:
 * ``hotspots.parquet``: deferrals per source and window;
 * ``summary.json``: inputs per file (read, kept, skipped, ignored, duplicates), finding counts by
   kind and severity, the period, timings;
-* ``rejects.csv``: rows that could not be read (only when there are some), formulas neutralized.
+* ``rejects.csv``: rows that could not be read (only when there are some), formulas neutralized;
+* ``report.html``: the self-contained report (`analyzer._report`); ``summary.txt``: plain text for
+  a cron mail.
 """
 
 from __future__ import annotations
@@ -27,10 +29,20 @@ from typing import Any
 
 import polars as pl
 
-from analyzer import __version__, _io
+from analyzer import __version__, _io, _report
 from analyzer.analyses import Analysis, SEVERITIES
 
-__all__ = ["staging_dir", "summary", "write"]
+__all__ = ["render_report", "staging_dir", "summary", "write"]
+
+
+def render_report(out: Path) -> None:
+    """(Re)write report.html and summary.txt from the outputs already in `out`."""
+    if not (out / "summary.json").exists():
+        from analyzer.errors import InputError
+
+        raise InputError("not a mailflow output folder", expected="the --out folder of `mailflow analyze` "
+                         "(with summary.json)", got="no summary.json", where=str(out))
+    _report.write(out)
 
 
 def staging_dir(out: Path) -> Path:
@@ -92,6 +104,7 @@ def write(analysis: Analysis, out: Path, staging: Path) -> dict[str, Any]:
     (staging / "summary.json").write_text(json.dumps(info, default=_json_default, indent=1), encoding="utf-8")
     records = staging / "records"
     records.mkdir(exist_ok=True)
+    _report.write(staging)
     _publish(staging, out)
     if analysis.state is not None and analysis.run_key is not None:
         # only now: a run that died before this point is redone in full by the next one
@@ -100,7 +113,7 @@ def write(analysis: Analysis, out: Path, staging: Path) -> dict[str, Any]:
 
 
 _OUTPUTS = ("findings.parquet", "findings.json", "connectors.parquet", "hotspots.parquet", "rejects.csv",
-            "summary.json")
+            "report.html", "summary.txt", "summary.json")
 
 
 def _publish(staging: Path, out: Path) -> None:

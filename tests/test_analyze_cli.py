@@ -44,7 +44,8 @@ def test_analyze_writes_every_output_and_finds_direct_send(tmp_path: Path) -> No
     result = CliRunner().invoke(main, ["analyze", str(root), "--out", str(out), "--fail-on", "high"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "connectors.parquet", "findings.json", "findings.parquet", "hotspots.parquet", "records", "summary.json"]
+        "connectors.parquet", "findings.json", "findings.parquet", "hotspots.parquet", "records", "report.html",
+        "summary.json", "summary.txt"]
     records = pl.read_parquet(out / "records", hive_partitioning=True)
     assert records.height == 12
     assert records.filter(pl.col("client_ip") == "198.51.100.10")["inbound_connector"].unique().to_list() == [
