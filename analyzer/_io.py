@@ -22,6 +22,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    readable(Path(tmp))
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -29,6 +30,14 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def readable(path: Path) -> None:
+    """Give a temporary file the mode a plain open() would (mkstemp makes it owner-only): outputs
+    are read by BI tools and other accounts."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:

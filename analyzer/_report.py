@@ -19,7 +19,7 @@ from typing import Any
 import jinja2
 import polars as pl
 
-from analyzer import _svg
+from analyzer import _io, _svg
 
 __all__ = ["render", "render_text", "write"]
 
@@ -306,6 +306,7 @@ def _atomic_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
+    _io.readable(Path(tmp))
     os.replace(tmp, path)
 
 
