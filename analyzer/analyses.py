@@ -222,6 +222,13 @@ def _spool_parts(ingest: readers.Ingest) -> list[Path]:
 
 def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, int, str]]) -> None:
     """Move the records and rejects of freshly read files into the state, one file at a time."""
+    parquet = [f.path for f in ingest.files if f.format == "parquet"]
+    if parquet:
+        # their records keep the source_file of the log they came from, so they cannot be kept
+        # per input file; refuse rather than lose them
+        raise InputError("Parquet inputs with --state", expected="exports and logs (the state keeps their "
+                         "records itself)", got=f"{len(parquet)} Parquet file(s)", where=parquet[0],
+                         hint="analyze a records/ folder without --state")
     parts = _spool_parts(ingest)
     lazy = pl.scan_parquet(parts) if parts else None
     rejects = ingest.rejects().collect()

@@ -148,3 +148,11 @@ def test_damaged_state_is_a_clear_error(setup) -> None:
     assert result.exit_code == 2
     assert "unreadable state directory: expected a manifest.json of version 1" in result.output
     shutil.rmtree(state)
+
+
+def test_parquet_inputs_are_refused_with_state(setup, tmp_path: Path) -> None:
+    inputs, state, out = setup
+    assert CliRunner().invoke(main, ["analyze", str(inputs), "--out", str(tmp_path / "plain")]).exit_code == 0
+    result = _run(tmp_path / "plain" / "records", state, out)
+    assert result.exit_code == 2
+    assert "Parquet inputs with --state: expected exports and logs" in result.output
