@@ -11,10 +11,11 @@ Hive-partitioned Parquet, and the findings are computed lazily over that Parquet
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
@@ -193,7 +194,7 @@ def analyze(
     found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
     fopts = options.findings
     if tables and not fopts.ip_tables:
-        fopts = _replace(fopts, ip_tables=tuple(tables))
+        fopts = replace(fopts, ip_tables=tuple(tables))
     if lazy is not None:
         found.append(findings.traffic_findings(lazy, connectors, domains, fopts))
         spots = findings.hotspots(lazy, connectors, fopts)
@@ -211,8 +212,6 @@ _ATTRIBUTE_BATCH = 500_000
 
 
 def _digest_file(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -240,12 +239,6 @@ def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, in
             records = pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64})
         state.store(path, prints[str(path.resolve())], records,
                     rejects.filter(pl.col("source_file") == report.path), asdict(report))
-
-
-def _replace(opts, **changes):
-    from dataclasses import replace
-
-    return replace(opts, **changes)
 
 
 def _window(batch: pl.DataFrame, options: Options) -> pl.DataFrame:

@@ -9,7 +9,6 @@ RSS (``ru_maxrss`` of the child) is its own; the numbers go to ``extra_info``.
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import textwrap
