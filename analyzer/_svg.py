@@ -66,6 +66,10 @@ def stacked_area(title: str, times: Sequence[dt.datetime], series: dict[str, Seq
                  *, width: int = 900, height: int = 260) -> Markup:
     """Series stacked over time (one band per series), with time and value axes and a legend."""
     left, right, top_pad, bottom = 56, 16, 24, 58
+    if len(times) == 1:
+        # one time bucket: draw it as a band across the plot rather than an invisible sliver
+        times = [times[0], times[0]]
+        series = {name: [values[0], values[0]] for name, values in series.items()}
     n = len(times)
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     totals = [sum(values[i] for values in series.values()) for i in range(n)]
