@@ -233,7 +233,10 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 
 def _records_text(count: int, messages: int) -> str:
-    """"12 records (5 messages)": rows and distinct messages."""
+    """"12 records (5 messages)": rows and distinct messages. Rows without any message id (a
+    Postfix NOQUEUE reject is refused before it gets a queue id) leave the messages out."""
+    if messages == 0:
+        return _plural(count, "record")
     return f"{_plural(count, 'record')} ({_plural(messages, 'message')})"
 
 

@@ -1135,3 +1135,11 @@ def test_million_rows_under_20_seconds(tmp_path: Path) -> None:
     assert out["sample_message_ids"].list.len().max() <= 5
     # deterministic: the same answer twice
     assert traffic_findings(records, CONNECTORS, (), Options(ip_tables=("asn",))).equals(out)
+
+
+def test_records_without_message_ids_are_not_called_zero_messages() -> None:
+    from analyzer.findings import _records_text
+
+    assert _records_text(23, 0) == "23 records"  # Postfix NOQUEUE rejects have no queue id
+    assert _records_text(12, 5) == "12 records (5 messages)"
+    assert _records_text(1, 1) == "1 record (1 message)"
