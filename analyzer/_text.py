@@ -125,6 +125,19 @@ class TextSource:
             else:
                 yield from self._transcode(fh, codecs.getincrementaldecoder(self.encoding)("replace"))
 
+    def line_chunks(self) -> Iterator[bytes]:
+        """UTF-8 chunks of whole lines: each ends with a line break (one is added after an
+        unterminated last line), so line-oriented readers never see half a line."""
+        tail = b""
+        for chunk in self.chunks():
+            data = tail + chunk
+            cut = data.rfind(b"\n") + 1
+            tail = data[cut:]
+            if cut:
+                yield data[:cut]
+        if tail:
+            yield tail + b"\n"
+
     def _utf8(self, fh: BinaryIO) -> Iterator[bytes]:
         # Decoded only to validate: the original bytes are passed on, cut after the last whole
         # character. A file that turns out not to be UTF-8 (PowerShell 5.1 writes ANSI, and the

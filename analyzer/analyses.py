@@ -11,7 +11,6 @@ Hive-partitioned Parquet, and the findings are computed lazily over that Parquet
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,7 +23,7 @@ from analyzer import attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
 from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
-from analyzer.state import State
+from analyzer.state import State, digest
 
 __all__ = ["Analysis", "Options", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
            "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
@@ -141,7 +140,7 @@ def analyze(
     else:
         todo, prints = state.plan(logs)
         state.touch(prints)
-        settings = repr((sorted(str(p) for p in configs), [_digest_file(p) for p in sorted(configs)],
+        settings = repr((sorted(str(p) for p in configs), [digest(p) for p in sorted(configs)],
                          sorted((k, str(v)) for k, v in ip_tables.items()), [str(p) for p in cloud_ranges],
                          options, window))
         if not todo and not force and state.last_run == state.run_key(settings):
@@ -209,10 +208,6 @@ def analyze(
 
 
 _ATTRIBUTE_BATCH = 500_000
-
-
-def _digest_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _spool_parts(ingest: readers.Ingest) -> list[Path]:

@@ -24,13 +24,14 @@ import polars as pl
 
 from analyzer.errors import ConfigError
 
-__all__ = ["Entry", "State", "fingerprint"]
+__all__ = ["Entry", "State", "digest", "fingerprint"]
 
 _VERSION = 1
 _HASH_BLOCK = 1 << 20
 
 
-def _digest(path: Path) -> str:
+def digest(path: Path) -> str:
+    """SHA-256 of a file's content, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(_HASH_BLOCK):
@@ -60,7 +61,7 @@ def fingerprint(path: Path, known: Entry | None) -> tuple[int, int, str]:
     st = path.stat()
     if known is not None and known.size == st.st_size and known.mtime_ns == st.st_mtime_ns:
         return st.st_size, st.st_mtime_ns, known.sha256
-    return st.st_size, st.st_mtime_ns, _digest(path)
+    return st.st_size, st.st_mtime_ns, digest(path)
 
 
 class State:

@@ -661,49 +661,37 @@ def _read_postfix(source: TextSource, opts: _Options, report: FileReport, spool:
     path = source.path
     mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc)
     line_base = 1
-    tail = b""
-    chunks = source.chunks()
-    while True:
-        chunk = next(chunks, None)
-        data = tail + (chunk or b"")
-        if chunk is not None:
-            cut = data.rfind(b"\n") + 1
-            tail, data = data[cut:], data[:cut]
-        else:
-            tail = b""
-        if data:
-            text = data.decode("utf-8")
-            lines = pl.Series("line", [text]).str.strip_suffix("\n").str.split("\n").explode()
-            lines = lines.str.strip_suffix("\r")
-            n = lines.len()
-            frame = pl.DataFrame({"line": lines,
-                                  "source_line": np.arange(line_base, line_base + n, dtype=np.int64)})
-            line_base += n
-            records, rejects = parse_postfix(frame, year=opts.year, mtime=mtime)
-            nonblank = int(frame.get_column("line").str.strip_chars().str.len_bytes().gt(0).sum())
-            if rejects.height:
-                rows = [(r[0], "a Postfix delivery line", r[1], r[2])
-                        for r in rejects.select("source_line", "reason", "raw").iter_rows()]
-                if opts.strict:
-                    _fail_strict(path, rows[0])
-                spool.write("rejects", _reject_frame(str(path), rows))
-                report.rows_skipped += len(rows)
-            used = records.get_column("source_line").n_unique() if records.height else 0
-            report.rows_read += used + rejects.height
-            report.rows_ignored += max(nonblank - used - rejects.height, 0)
-            if records.height:
-                final = finalize(records, "postfix", str(path))
-                # A delivery record is the hop Postfix -> relay: its client is Postfix's own
-                # egress, known only when the reply names it ("... from [203.0.113.25]"). The
-                # app that handed the message to Postfix is the client of the receive record.
-                final = final.with_columns(
-                    pl.when(pl.col("event").is_in(["receive"]) | (pl.col("status") == "reject"))
-                    .then(pl.col("client_ip")).otherwise(pl.col("throttled_ip")).alias("client_ip"))
-                final = _with_key(final, "postfix")
-                report.rows_kept += final.height
-                spool.write("records", final)
-        if chunk is None:
-            break
+    for data in source.line_chunks():
+        text = data.decode("utf-8")
+        lines = pl.Series("line", [text]).str.strip_suffix("\n").str.split("\n").explode()
+        lines = lines.str.strip_suffix("\r")
+        n = lines.len()
+        frame = pl.DataFrame({"line": lines,
+                              "source_line": np.arange(line_base, line_base + n, dtype=np.int64)})
+        line_base += n
+        records, rejects = parse_postfix(frame, year=opts.year, mtime=mtime)
+        nonblank = int(frame.get_column("line").str.strip_chars().str.len_bytes().gt(0).sum())
+        if rejects.height:
+            rows = [(r[0], "a Postfix delivery line", r[1], r[2])
+                    for r in rejects.select("source_line", "reason", "raw").iter_rows()]
+            if opts.strict:
+                _fail_strict(path, rows[0])
+            spool.write("rejects", _reject_frame(str(path), rows))
+            report.rows_skipped += len(rows)
+        used = records.get_column("source_line").n_unique() if records.height else 0
+        report.rows_read += used + rejects.height
+        report.rows_ignored += max(nonblank - used - rejects.height, 0)
+        if records.height:
+            final = finalize(records, "postfix", str(path))
+            # A delivery record is the hop Postfix -> relay: its client is Postfix's own
+            # egress, known only when the reply names it ("... from [203.0.113.25]"). The
+            # app that handed the message to Postfix is the client of the receive record.
+            final = final.with_columns(
+                pl.when(pl.col("event").is_in(["receive"]) | (pl.col("status") == "reject"))
+                .then(pl.col("client_ip")).otherwise(pl.col("throttled_ip")).alias("client_ip"))
+            final = _with_key(final, "postfix")
+            report.rows_kept += final.height
+            spool.write("records", final)
 
 
 _SPOOLS: list[Path] = []

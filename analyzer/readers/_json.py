@@ -172,33 +172,21 @@ def iter_ndjson(source: TextSource, batch_size: int = 50_000) -> Iterator[JsonBa
     """Batches of an NDJSON file, streamed: each chunk of whole lines goes to polars in one call
     when it is plain records (or Defender's envelope), else line by line with json."""
     line_no = 0
-    tail = b""
-    chunks = source.chunks()
-    while True:
-        chunk = next(chunks, None)
-        data = tail + (chunk or b"")
-        if chunk is not None:
-            cut = data.rfind(b"\n") + 1
-            tail, data = data[cut:], data[:cut]
-        elif data and not data.endswith(b"\n"):
-            data += b"\n"
-        if data:
-            fast = fast_ndjson(data, line_no + 1)
-            if fast is not None:
-                yield fast
-            else:
-                batch = JsonBatch()
-                n = line_no
-                for raw in data.decode("utf-8").split("\n")[:-1]:
-                    n += 1
-                    _ndjson_line(raw.rstrip("\r"), n, batch)
-                    if len(batch.records) + len(batch.rejects) >= batch_size:
-                        yield batch
-                        batch = JsonBatch()
-                yield batch
-            line_no += data.count(b"\n")
-        if chunk is None:
-            return
+    for data in source.line_chunks():
+        fast = fast_ndjson(data, line_no + 1)
+        if fast is not None:
+            yield fast
+        else:
+            batch = JsonBatch()
+            n = line_no
+            for raw in data.decode("utf-8").split("\n")[:-1]:
+                n += 1
+                _ndjson_line(raw.rstrip("\r"), n, batch)
+                if len(batch.records) + len(batch.rejects) >= batch_size:
+                    yield batch
+                    batch = JsonBatch()
+            yield batch
+        line_no += data.count(b"\n")
 
 
 def _ndjson_line(raw: str, line_no: int, batch: JsonBatch) -> None:
