@@ -98,7 +98,7 @@ class TextSource:
         self.chunk_size = chunk_size
         with open_binary(self.path) as fh:
             head = fh.read(64 << 10)
-        self.compressed = _is_gzip(self.path)
+            self.compressed = isinstance(fh, _Gzip)
         self.switched = False  # UTF-8 at first, cp1252 from a later block on
         self.encoding, self._bom = sniff_encoding(head)
         self._head = head
@@ -174,11 +174,6 @@ class TextSource:
                 yield text.encode("utf-8", "surrogatepass")
             if not block:
                 return
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
 
 
 def decode_bytes(data: bytes, where: str | Path = "<bytes>") -> tuple[str, str]:
