@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from analyzer import attribution, config, findings, readers
@@ -25,7 +28,7 @@ from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
 from analyzer.state import State, digest
 
-__all__ = ["Analysis", "Options", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
+__all__ = ["Analysis", "Options", "RecordWriter", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
            "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
 
 SEVERITIES = findings.SEVERITIES
@@ -130,12 +133,17 @@ def analyze(
                          got="only configuration exports" if configs else "no files",
                          where=", ".join(str(p) for p in inputs) or "(no inputs)")
 
+    attributor = attribution.Attributor.build(connectors, domains, ip_tables=tables, options=options.attribution)
+    records_dir = staging / "records"
+    writer = RecordWriter(attributor, records_dir, staging / "keys", since=options.since, until=options.until)
+
     t = time.perf_counter()
     run_key = None
     if state is None:
+        # read, attribute and write in one pass: each batch goes from the readers' worker
+        # threads straight to its date partitions, so memory is bounded by a few batches
         ingest = readers.ingest(logs, year=options.year, strict=options.strict, date_order=options.date_order,
-                                spool_dir=staging / "spool", on_file=on_file)
-        parts = _spool_parts(ingest)
+                                spool_dir=staging / "spool", on_file=on_file, sink=writer)
         totals, rejects = ingest.totals(), ingest.rejects().collect()
     else:
         todo, prints = state.plan(logs)
@@ -150,38 +158,17 @@ def analyze(
                                     spool_dir=staging / "spool", on_file=on_file)
             _store(state, ingest, prints)
         run_key = state.run_key(settings)
-        parts = state.parts()
         totals, rejects = state.totals(), state.rejects()
-    timings["read"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    attributor = attribution.Attributor.build(connectors, domains, ip_tables=tables, options=options.attribution)
-    records_dir = staging / "records"
-    count = 0
-    dupes: dict[str, int] = {}
-    pending: list[pl.DataFrame] = []
-    n = 0
-
-    def flush() -> None:
-        nonlocal count, n
-        if pending:
-            attributed = attributor.attribute(pl.concat(pending))
-            pending.clear()
-            count += attributed.height
-            _write_partitioned(attributed, records_dir, n)
-            n += 1
-
-    for batch in readers.unique_batches(parts, dupes):
-        batch = _window(batch, options)
-        if batch.height:
-            pending.append(batch)
-        # a few hundred thousand rows at a time: fewer, larger files and calls than per spool part
-        if sum(b.height for b in pending) >= _ATTRIBUTE_BATCH:
-            flush()
-    flush()
+        timings["read"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for batch in readers.iter_parquet(state.parts(), [*readers.SCHEMA, "_key"]):
+            writer(writer.reserve(), pl.from_arrow(batch))
+    # without a state, "records" covers reading too: batches are attributed as they are read
+    dupes = writer.finish()
+    count = writer.rows
     totals = totals.with_columns(
         pl.col("source_file").replace_strict(dupes, default=0, return_dtype=pl.Int64).alias("duplicates"))
-    timings["attribute"] = time.perf_counter() - t
+    timings["records"] = time.perf_counter() - t
 
     t = time.perf_counter()
     record_parts = sorted(records_dir.rglob("*.parquet"))
@@ -207,7 +194,91 @@ def analyze(
                     [str(p) for p in logs], timings, count, state, run_key)
 
 
-_ATTRIBUTE_BATCH = 500_000
+class RecordWriter:
+    """Attributes batches of normalized records and writes them Hive-partitioned by day
+    (``records/date=YYYY-MM-DD/part-NNNNNNNN.parquet``, the number being the batch's), ready for
+    the findings; thread-safe, so the readers' workers call it directly (`readers.RecordSink`).
+
+    Duplicates across overlapping exports are removed by `finish`, one day at a time: the
+    de-duplication hash covers the timestamp, so a record and its copies always fall on the same
+    day, and each batch's hashes are kept beside it (8 bytes a record) until then. Memory is
+    bounded by a batch while writing and by one day's hashes while de-duplicating.
+    """
+
+    def __init__(self, attributor: attribution.Attributor, root: Path, keys: Path, *,
+                 since: dt.datetime | None = None, until: dt.datetime | None = None) -> None:
+        self.attributor = attributor
+        self.root = root
+        self.keys = keys
+        self.since, self.until = since, until
+        self.rows = 0  # records written (before de-duplication, until `finish`)
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def reserve(self) -> int:
+        """A batch number after every one handed out (for batches not numbered by a reader)."""
+        with self._lock:
+            self._next += 1
+            return self._next - 1
+
+    def __call__(self, index: int, batch: pl.DataFrame) -> None:
+        """Attribute `batch` (normalized columns plus `_key`) and write it as batch `index`."""
+        with self._lock:
+            self._next = max(self._next, index + 1)
+        if self.since is not None:
+            batch = batch.filter(pl.col("timestamp") >= self.since)
+        if self.until is not None:
+            batch = batch.filter(pl.col("timestamp") < self.until)
+        if batch.height == 0:
+            return
+        keys = batch.get_column("_key")
+        attributed = self.attributor.attribute(batch.drop("_key")).with_columns(
+            pl.col("timestamp").dt.date().alias("_day"), keys)
+        for (day,), part in attributed.partition_by("_day", as_dict=True, maintain_order=True).items():
+            name = f"part-{index:08d}"
+            target = self.root / f"date={_day_name(day)}" / f"{name}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part.drop("_day", "_key").write_parquet(target, compression="zstd", statistics=True)
+            hashes = self.keys / _day_name(day) / f"{name}.npy"
+            hashes.parent.mkdir(parents=True, exist_ok=True)
+            np.save(hashes, part.get_column("_key").to_numpy())
+        with self._lock:
+            self.rows += attributed.height
+
+    def finish(self) -> dict[str, int]:
+        """Remove every record's later copies, day by day; returns the copies removed per
+        ``source_file``. The first occurrence in input order (batch number, then row) is kept."""
+        removed: dict[str, int] = {}
+        if not self.keys.exists():
+            return removed
+        for day in sorted(d for d in self.keys.iterdir() if d.is_dir()):
+            names = sorted(day.glob("*.npy"))
+            hashes = [np.load(n) for n in names]
+            first = pl.Series(np.concatenate(hashes)).is_first_distinct().to_numpy()
+            offset = 0
+            for name, part_hashes in zip(names, hashes):
+                fresh = first[offset:offset + len(part_hashes)]
+                offset += len(part_hashes)
+                if fresh.all():
+                    continue
+                target = self.root / f"date={day.name}" / f"{name.stem}.parquet"
+                part = pl.read_parquet(target)
+                mask = pl.Series(fresh)
+                for file, n in part.filter(~mask).group_by("source_file").len().iter_rows():
+                    removed[file] = removed.get(file, 0) + n
+                self.rows -= int((~fresh).sum())
+                kept = part.filter(mask)
+                if kept.height:
+                    kept.write_parquet(target, compression="zstd", statistics=True)
+                else:
+                    target.unlink()
+        shutil.rmtree(self.keys, ignore_errors=True)
+        return removed
+
+
+def _day_name(day: dt.date | None) -> str:
+    # Hive's name for a null partition value (rows without a timestamp, from Parquet inputs)
+    return day.isoformat() if day is not None else "__HIVE_DEFAULT_PARTITION__"
 
 
 def _spool_parts(ingest: readers.Ingest) -> list[Path]:
@@ -234,23 +305,6 @@ def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, in
             records = pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64})
         state.store(path, prints[str(path.resolve())], records,
                     rejects.filter(pl.col("source_file") == report.path), asdict(report))
-
-
-def _window(batch: pl.DataFrame, options: Options) -> pl.DataFrame:
-    if options.since is not None:
-        batch = batch.filter(pl.col("timestamp") >= options.since)
-    if options.until is not None:
-        batch = batch.filter(pl.col("timestamp") < options.until)
-    return batch
-
-
-def _write_partitioned(frame: pl.DataFrame, root: Path, n: int) -> None:
-    # One file per (batch, day): several batches may hold the same day, so names carry the batch.
-    for (day,), part in frame.with_columns(pl.col("timestamp").dt.date().alias("_day")).partition_by(
-            "_day", as_dict=True, maintain_order=True).items():
-        target = root / f"date={day.isoformat()}" / f"part-{n:06d}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part.drop("_day").write_parquet(target, compression="zstd", statistics=True)
 
 
 CONNECTORS_SCHEMA = {

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from analyzer._text import TextSource
 from analyzer.errors import InputError, location
@@ -37,8 +39,11 @@ from analyzer.readers._dates import DateOrder, decide_order, parse_timestamps
 from analyzer.readers._formats import MSGTRK_FIELDS, NEEDED, detect_columns, key, looks_like_config, normalize
 from analyzer.readers._schema import DIRECTIONS, EVENTS, FORMATS, SCHEMA, finalize
 
-__all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "SCHEMA", "FileReport", "Ingest", "detect", "ingest",
-           "read", "REJECTS_SCHEMA", "TOTALS_SCHEMA", "unique_batches"]
+__all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "SCHEMA", "FileReport", "Ingest", "RecordSink", "detect",
+           "ingest", "iter_parquet", "read", "REJECTS_SCHEMA", "TOTALS_SCHEMA", "unique_batches"]
+
+#: Where `ingest(..., sink=)` hands each batch of records: ``sink(number, frame)``.
+RecordSink = Callable[[int, pl.DataFrame], None]
 
 REJECTS_SCHEMA = {"source_file": pl.String(), "source_line": pl.Int64(), "reason": pl.String(),
                   "raw": pl.String()}
@@ -320,13 +325,16 @@ class _Options:
 
 class _Spool:
     """Numbered Parquet parts in the spool directory; numbers follow input order, so reading the
-    parts back in name order gives the records in file and line order."""
+    parts back in name order gives the records in file and line order. With a `sink`, record
+    batches go to it instead (with their number) and only the rejects are spooled."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sink: RecordSink | None = None) -> None:
         self.dir = directory
+        self.sink = sink
         self.n = 0
 
     def reserve(self) -> int:
+        # main thread only: workers write under numbers reserved for them in input order
         self.n += 1
         return self.n - 1
 
@@ -335,12 +343,14 @@ class _Spool:
             return
         if index is None:
             index = self.reserve()
+        if kind == "records" and self.sink is not None:
+            self.sink(index, frame)
+            return
         target = self.dir / f"{kind}-{index:08d}.parquet"
         tmp = target.with_suffix(".tmp")
         # lz4: the spool is rewritten every run and read once; speed matters more than size
         frame.write_parquet(tmp, compression="lz4", statistics=False)
         os.replace(tmp, target)
-        self.n += 1
 
 
 def _reject_frame(path: str, rows: list[tuple[int, str, str, str]]) -> pl.DataFrame:
@@ -440,32 +450,73 @@ def _is_parquet(path: Path) -> bool:
         return fh.read(4) == b"PAR1"
 
 
+def _check_parquet(path: Path) -> FileReport:
+    try:
+        schema = pl.read_parquet_schema(path)
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()  # from the metadata
+    except Exception as exc:  # noqa: BLE001 - any damage is the same answer for the user
+        raise InputError("unreadable Parquet file", expected="a complete Parquet file",
+                         got=str(exc).splitlines()[0], where=location(path)) from None
+    missing = [c for c in SCHEMA if c not in schema]
+    if missing:
+        raise InputError("Parquet file without the normalized columns", expected="the columns of the README's "
+                         "normalized table", got=f"no {_show(missing, 4)}", where=location(path),
+                         hint="give the records/ folder of an earlier mailflow run, or convert the table first")
+    return FileReport(str(path), "parquet", encoding="parquet", rows_read=rows, rows_kept=rows)
+
+
+def _key_expr() -> pl.Expr:
+    """`_key` of rows of any format (Parquet inputs mix them): see `_with_key`."""
+    return (pl.when(pl.col("source_format") == "exo_trace").then(pl.struct(_TRACE_KEY).hash(seed=0x5EED))
+            .otherwise(pl.struct(_CONTENT).hash(seed=0x5EED)))
+
+
 def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
     """Parquet with the normalized columns (the `records/` parts of an earlier run, or any table
-    written in this schema): taken as is, streamed into the spool in one pass, no Python per row."""
-    reports = []
-    for path in paths:
-        try:
-            schema = pl.read_parquet_schema(path)
-            rows = pl.scan_parquet(path).select(pl.len()).collect().item()  # from the metadata
-        except Exception as exc:  # noqa: BLE001 - any damage is the same answer for the user
-            raise InputError("unreadable Parquet file", expected="a complete Parquet file",
-                             got=str(exc).splitlines()[0], where=location(path)) from None
-        missing = [c for c in SCHEMA if c not in schema]
-        if missing:
-            raise InputError("Parquet file without the normalized columns", expected="the columns of the README's "
-                             "normalized table", got=f"no {_show(missing, 4)}", where=location(path),
-                             hint="give the records/ folder of an earlier mailflow run, or convert the table first")
-        reports.append(FileReport(str(path), "parquet", encoding="parquet", rows_read=rows, rows_kept=rows))
-    frame = pl.scan_parquet(paths, hive_partitioning=False, extra_columns="ignore") \
-        .select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
-    key = (pl.when(pl.col("source_format") == "exo_trace").then(pl.struct(_TRACE_KEY).hash(seed=0x5EED))
-           .otherwise(pl.struct(_CONTENT).hash(seed=0x5EED)))
-    target = spool.dir / f"records-{spool.reserve():08d}.parquet"
-    tmp = target.with_suffix(".tmp")
-    frame.with_columns(key.alias("_key")).sink_parquet(tmp, compression="lz4", statistics=False)
-    os.replace(tmp, target)
+    written in this schema): taken as is, no Python per row. Into the spool in one streaming
+    pass, or to the sink in batches of at most `PARQUET_BATCH_ROWS`, two at a time."""
+    reports = [_check_parquet(path) for path in paths]
+    if spool.sink is None:
+        frame = pl.scan_parquet(paths, hive_partitioning=False, extra_columns="ignore") \
+            .select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
+        target = spool.dir / f"records-{spool.reserve():08d}.parquet"
+        tmp = target.with_suffix(".tmp")
+        frame.with_columns(_key_expr().alias("_key")).sink_parquet(tmp, compression="lz4", statistics=False)
+        os.replace(tmp, target)
+        return reports
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-parquet") as pool:
+        pending: deque = deque()
+        for batch in iter_parquet(paths):
+            pending.append(pool.submit(_sink_parquet_batch, batch, spool, spool.reserve()))
+            while len(pending) > 2:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
     return reports
+
+
+PARQUET_BATCH_ROWS = 250_000
+
+
+def iter_parquet(paths: Iterable[Path], columns: Iterable[str] = tuple(SCHEMA),
+                 batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
+    """The `columns` of Parquet files as Arrow record batches of at most `batch_rows` rows
+    (default `PARQUET_BATCH_ROWS`), so memory is bounded by a batch whatever the file sizes (a
+    file may be one huge row group)."""
+    wanted = list(columns)
+    batch_rows = batch_rows or PARQUET_BATCH_ROWS
+    for path in paths:
+        with pq.ParquetFile(path) as handle:
+            present = set(handle.schema_arrow.names)
+            yield from handle.iter_batches(batch_size=batch_rows, columns=[c for c in wanted if c in present],
+                                           use_threads=False)
+
+
+def _sink_parquet_batch(batch: pa.RecordBatch, spool: _Spool, index: int) -> None:
+    frame = pl.from_arrow(batch)
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).with_columns(_key_expr().alias("_key"))
+    spool.write("records", frame, index)
 
 
 def _with_key(frame: pl.DataFrame, fmt: str) -> pl.DataFrame:
@@ -712,6 +763,7 @@ def ingest(
     spool_dir: str | os.PathLike | None = None,
     batch_bytes: int = 16 << 20,
     on_file: Callable[[FileReport, int, int], None] | None = None,
+    sink: RecordSink | None = None,
 ) -> Ingest:
     """Read every input file into the normalized record table (see `read`) and report per file.
 
@@ -720,6 +772,12 @@ def ingest(
     (``"dmy"``/``"mdy"``) overrides the per-file day/month decision; `spool_dir` keeps the
     normalized Parquet batches (default: a temporary directory removed at exit); `on_file` is
     called after each file with its report, its position and the number of files (progress).
+
+    With a `sink`, the records are not kept: each batch (normalized columns plus the 64-bit
+    de-duplication hash `_key`, duplicates not removed) is handed to ``sink(number, frame)`` as
+    soon as it is converted, from the reader's worker threads, while the next batches are read.
+    Numbers follow input order (file, then line); memory stays bounded by a few batches. The
+    returned `Ingest` then only holds the reports and the rejects.
     """
     if date_order not in (None, "dmy", "mdy"):
         raise InputError("invalid date_order option", expected="'dmy' or 'mdy'", got=repr(date_order),
@@ -734,7 +792,7 @@ def ingest(
         for old in list(spool.glob("records-*.parquet")) + list(spool.glob("rejects-*.parquet")):
             old.unlink()
     opts = _Options(year, strict, date_order, batch_bytes)
-    writer = _Spool(spool)
+    writer = _Spool(spool, sink)
     reports = []
     parquet = [p for p in files if _is_parquet(p)]
     if parquet:
