@@ -5,6 +5,13 @@
 Rows look like the real report (27 columns, ~16 events per message, unsorted, subjects with
 commas and quotes, some 451 4.7.500 deferrals with the throttled IP) and are built column-wise
 with numpy/polars, so 20 million rows take seconds, not minutes.
+
+Senders come from a tenant-like mix, so attribution and the findings have real work against
+``sample_logs/config`` (analyze the CSV together with that folder): 40% from the on-premises
+servers of the "On-prem Exchange" connector (203.0.113.16/28), 10% from the Fabrikam partner's
+198.51.100.32/28, 5% from the scanners' 203.0.113.200/29 and the rest from 20,000 internet
+hosts. Messages and times continue from one batch to the next, so every message id is one
+message; a 20-million-row file spans about six days.
 """
 
 from __future__ import annotations
@@ -31,23 +38,49 @@ SUBJECTS = np.array([
 DOMAINS = np.array(["contoso.com", "fabrikam.com", "example.net", "partner.example", "outlook.com"])
 
 
-def frame(rows: int, seed: int = 7) -> pl.DataFrame:
-    """`rows` extended-report rows as a DataFrame of strings."""
+INTERNET_HOSTS = 20_000
+CONNECTORS = np.array(["On-prem Exchange", "Fabrikam partner", "Scanners relay", ""])
+SENDER_DOMAINS = np.array(["contoso.com", "fabrikam.com", "contoso.com"])
+
+
+def _sources(msg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sender IPv4 address as an integer, sender class 0-3, internet host number) per event, a
+    function of the message id only, so every event of a message has the same sender whichever
+    batch it falls in."""
+    h = (msg.astype(np.uint64) * np.uint64(11400714819323198485)) >> np.uint64(40)
+    u = (h % np.uint64(1000)).astype(np.int64)
+    host = (h // np.uint64(1000)).astype(np.int64)
+    kind = np.select([u < 400, u < 500, u < 550], [0, 1, 2], 3)
+    onprem = (203 << 24 | 113 << 8 | 16) + host % 16
+    partner = (198 << 24 | 51 << 16 | 100 << 8 | 32) + host % 16
+    scanner = (203 << 24 | 113 << 8 | 200) + host % 8
+    # internet hosts: 20,000 addresses over many /16s, a few sending most of the mail
+    k = (host % INTERNET_HOSTS) ** 2 // INTERNET_HOSTS
+    internet = ((20 + k % 180) << 24) | ((k * 7919) % 65_000 + 256)
+    return np.choose(kind, [onprem, partner, scanner, internet]), kind, k
+
+
+def frame(rows: int, seed: int = 7, first_message: int = 0) -> pl.DataFrame:
+    """`rows` extended-report rows as a DataFrame of strings; message ids start at `first_message`."""
     rng = np.random.default_rng(seed)
     messages = max(rows // 16, 1)
-    msg = rng.integers(0, messages, rows)
+    msg = first_message + rng.integers(0, messages, rows)
     base = np.datetime64("2026-11-01T00:00:00", "us")
-    ts = base + (msg * 600_000 + rng.integers(0, 5_000_000, rows)).astype("timedelta64[us]")
+    # a message every 0.4 s (about 3.5 million rows a day), its events within 5 s
+    ts = base + (msg * 400_000 + rng.integers(0, 5_000_000, rows)).astype("timedelta64[us]")
     ev = rng.choice(EVENTS, rows, p=EVENT_P)
-    src_net = rng.integers(0, 4096, rows)
+    ip, kind, host = _sources(msg)
+    # internet senders use outside domains, except 20 hosts that send some mail as contoso.com
+    # (direct send, or spoofing)
+    domain = np.where(kind < 3, SENDER_DOMAINS[np.minimum(kind, 2)],
+                      np.where((host < 20) & (msg % 4 == 0), "contoso.com", DOMAINS[2 + msg % 3]))
     df = pl.DataFrame({
-        "msg": msg, "ts": ts, "ev": ev, "net": src_net,
-        "host": rng.integers(1, 255, rows), "sub": rng.integers(0, len(SUBJECTS), rows),
-        "dom": rng.integers(0, len(DOMAINS), rows), "user": rng.integers(0, 5000, rows),
+        "msg": msg, "ts": ts, "ev": ev, "ip": ip, "connector": CONNECTORS[kind], "domain": domain,
+        "sub": rng.integers(0, len(SUBJECTS), rows), "user": rng.integers(0, 5000, rows),
         "size": rng.integers(2_000, 20_000_000, rows),
     })
-    df = df.with_columns(pl.format("{}.{}.{}.{}", (198 + pl.col("net") % 3), (51 + (pl.col("net") // 3) % 50),
-                                   pl.col("net") % 256, pl.col("host")).alias("cip"))
+    df = df.with_columns(pl.format("{}.{}.{}.{}", pl.col("ip") // 2**24, pl.col("ip") // 2**16 % 256,
+                                   pl.col("ip") // 2**8 % 256, pl.col("ip") % 256).alias("cip"))
     defer = pl.format("451 4.7.500 Server busy. Please try again later from [{}]. (AS761)", pl.col("cip"))
     out = df.select(
         # 7 fractional digits and a Z, as the service writes them
@@ -57,7 +90,7 @@ def frame(rows: int, seed: int = 7) -> pl.DataFrame:
         pl.lit("52.101.8.42").alias("server_ip"),
         pl.lit("BN8NAM11FT066.mail.protection.outlook.com").alias("server_hostname"),
         pl.lit("08DCB1;250 2.6.0 queued").alias("source_context"),
-        pl.when(pl.col("net") % 5 == 0).then(pl.lit("")).otherwise(pl.lit("Inbound from Contoso")).alias("connector_id"),
+        pl.col("connector").alias("connector_id"),
         pl.lit("SMTP").alias("source"),
         pl.col("ev").alias("event_id"),
         pl.col("msg").cast(pl.String).alias("internal_message_id"),
@@ -70,7 +103,7 @@ def frame(rows: int, seed: int = 7) -> pl.DataFrame:
         pl.lit("").alias("related_recipient_address"),
         pl.lit("").alias("reference"),
         pl.col("sub").replace_strict(dict(enumerate(SUBJECTS.tolist())), return_dtype=pl.String).alias("message_subject"),
-        pl.format("sender{}@{}", pl.col("user") % 97, pl.col("dom").replace_strict(dict(enumerate(DOMAINS.tolist())), return_dtype=pl.String)).alias("sender_address"),
+        pl.format("sender{}@{}", pl.col("user") % 97, pl.col("domain")).alias("sender_address"),
         pl.lit("").alias("return_path"),
         pl.lit("").alias("message_info"),
         pl.lit("Incoming").alias("directionality"),
@@ -88,7 +121,7 @@ def write(path: Path, rows: int, seed: int = 7, batch: int = 2_000_000) -> None:
         done = 0
         while done < rows:
             n = min(batch, rows - done)
-            frame(n, seed + done).write_csv(fh, include_header=done == 0)
+            frame(n, seed + done, first_message=done // 16).write_csv(fh, include_header=done == 0)
             done += n
 
 

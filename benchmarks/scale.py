@@ -1,0 +1,106 @@
+"""How `mailflow analyze` scales: 1, 5 and 20 million generated extended-report records.
+
+    python benchmarks/scale.py [--rows 1000000 5000000 20000000] [--work DIR] [--rounds 1]
+
+For each size it generates the CSV once (``benchmarks/generate.py``, kept in ``--work``), then
+runs, each in a fresh child process whose peak RSS is its own:
+
+* ``floor (CSV)``: bare polars, ``pl.scan_csv(csv).sink_parquet(out)``: read it and keep it;
+* ``mailflow analyze csv sample_logs/config``: read, attribute, de-duplicate, find, report;
+* ``floor (Parquet)``: ``pl.scan_parquet(records).sink_parquet(out)`` of the run's records/;
+* ``mailflow analyze records/ sample_logs/config``: the same analysis from Parquet input.
+
+Competitors alternate within a round, so a noisy neighbour hits both; the table shows each
+one's best round and the ratio of ours to the floor measured next to it. Prints a Markdown
+table (the README's) and writes the raw numbers to ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = ROOT / "sample_logs" / "config"
+
+FLOOR_CSV = "import sys, polars as pl; pl.scan_csv(sys.argv[1]).sink_parquet(sys.argv[2])"
+FLOOR_PARQUET = ("import sys, polars as pl; "
+                 "pl.scan_parquet(sys.argv[1] + '/**/*.parquet', hive_partitioning=True).sink_parquet(sys.argv[2])")
+
+_MEASURE = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)")
+
+
+def run(args: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of `args` in a fresh child (its own RUSAGE_CHILDREN)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, *args], capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode not in (0, 1):  # 1: findings at --fail-on, which is fine here
+        raise SystemExit(f"{args[:4]} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return wall, int(proc.stderr.strip().splitlines()[-1]) * 1024
+
+
+def measure(rows: int, work: Path, rounds: int) -> dict[str, dict[str, float]]:
+    csv = work / f"extended-{rows}.csv"
+    if not csv.exists():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate.py"), str(csv), str(rows)], check=True)
+    out_csv, out_pq = work / "from-csv", work / "from-parquet"
+    records = work / "records"
+    cases = {
+        "floor (CSV)": [sys.executable, "-c", FLOOR_CSV, str(csv), str(work / "floor.parquet")],
+        "analyze (CSV)": [sys.executable, "-m", "analyzer", "analyze", str(csv), str(CONFIG), "--out", str(out_csv),
+                          "--quiet", "--fail-on", "never"],
+        "floor (Parquet)": [sys.executable, "-c", FLOOR_PARQUET, str(records), str(work / "floor2.parquet")],
+        "analyze (Parquet)": [sys.executable, "-m", "analyzer", "analyze", str(records), str(CONFIG), "--out",
+                              str(out_pq), "--quiet", "--fail-on", "never"],
+    }
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(rounds):
+        for name, args in cases.items():
+            if name == "floor (Parquet)" and not records.exists():
+                shutil.copytree(out_csv / "records", records)
+            wall, peak = run(args)
+            seen = best.setdefault(name, {"wall_s": wall, "peak_rss_mb": peak / 2**20})
+            seen["wall_s"] = min(seen["wall_s"], wall)
+            seen["peak_rss_mb"] = max(seen["peak_rss_mb"], peak / 2**20)
+    shutil.rmtree(records, ignore_errors=True)
+    for name in best:
+        best[name]["rows_per_s"] = rows / best[name]["wall_s"]
+    return best
+
+
+def table(results: dict[int, dict[str, dict[str, float]]]) -> str:
+    lines = ["| Records | Input | `mailflow analyze` | Rows/s | Peak RSS | polars floor | Floor peak RSS | Ratio |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for rows, cases in results.items():
+        for kind in ("CSV", "Parquet"):
+            ours, floor = cases[f"analyze ({kind})"], cases[f"floor ({kind})"]
+            lines.append(f"| {rows / 1e6:g}M | {kind} | {ours['wall_s']:.1f} s | {ours['rows_per_s'] / 1e6:.2f}M "
+                         f"| {ours['peak_rss_mb']:,.0f} MB | {floor['wall_s']:.1f} s | {floor['peak_rss_mb']:,.0f} MB "
+                         f"| {ours['wall_s'] / floor['wall_s']:.2f}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mailflow-scale"))
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = {rows: measure(rows, args.work, args.rounds) for rows in args.rows}
+    if args.json:
+        args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
