@@ -65,3 +65,15 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, target: str | os.PathLike)
             frame.sink_parquet(tmp, compression="zstd")
         else:
             frame.write_parquet(tmp, compression="zstd")
+
+
+def record_days(root: Path | None) -> Iterator[pl.LazyFrame]:
+    """The attributed records under `root` (``date=YYYY-MM-DD/part-*.parquet``), one day
+    partition at a time: aggregations whose groups never span a UTC day run day by day, so
+    their memory is bounded by a day of records rather than the whole period."""
+    if root is None or not root.is_dir():
+        return
+    for day in sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("date=")):
+        parts = sorted(day.glob("*.parquet"))
+        if parts:
+            yield pl.scan_parquet(parts)

@@ -170,19 +170,24 @@ def _fmt_time(value: Any) -> str | None:
     return value
 
 
-def _records(out_dir: Path) -> pl.LazyFrame | None:
-    parts = sorted((out_dir / "records").rglob("*.parquet"))
-    return pl.scan_parquet(parts, hive_partitioning=True) if parts else None
+def _records(out_dir: Path) -> Path | None:
+    root = out_dir / "records"
+    return root if any(root.rglob("*.parquet")) else None
 
 
-def _traffic(records: pl.LazyFrame | None, by: str, title: str) -> _svg.Markup:
+def _traffic(records: Path | None, by: str, title: str) -> _svg.Markup:
     if records is None:
         return _svg.Markup("<p>No records.</p>")
-    span = records.select((pl.col("timestamp").max() - pl.col("timestamp").min()).alias("s")).collect().item()
+    span = (pl.scan_parquet(sorted(records.rglob("*.parquet")))
+            .select((pl.col("timestamp").max() - pl.col("timestamp").min()).alias("s")).collect().item())
     every = "1d" if span is not None and span > dt.timedelta(days=14) else "1h"
-    counts = (records.with_columns(pl.col("timestamp").dt.truncate(every).alias("_t"),
-                                   pl.col(by).fill_null("(none)").cast(pl.String).alias("_g"))
-              .group_by("_t", "_g").agg(pl.col("message_key").n_unique().alias("n")).collect())
+    # one day partition at a time (an hour or a UTC day never spans two), so memory is bounded
+    # by a day of records, not the period
+    counts = pl.concat([
+        day.group_by(pl.col("timestamp").dt.truncate(every).alias("_t"),
+                     pl.col(by).fill_null("(none)").cast(pl.String).alias("_g"))
+        .agg(pl.col("message_key").n_unique().alias("n")).collect()
+        for day in _io.record_days(records)])
     if counts.height == 0:
         return _svg.Markup("<p>No records.</p>")
     lo, hi = counts["_t"].min(), counts["_t"].max()
@@ -223,13 +228,19 @@ def _greylisting(out_dir: Path, findings: list[dict]) -> tuple[_svg.Markup | Non
     return heat, hot[:20]
 
 
-def _subjects(records: pl.LazyFrame | None, top: int = 10) -> list[dict]:
+def _subjects(records: Path | None, top: int = 10) -> list[dict]:
     """The most frequent subjects (a flood, a loop, a campaign stands out); untrusted text."""
     if records is None:
         return []
-    return (records.filter(pl.col("subject").is_not_null())
-            .group_by("subject").agg(pl.col("message_key").n_unique().alias("messages"),
-                                     pl.col("sender").n_unique().alias("senders"))
+    def distinct(column: str, name: str) -> pl.LazyFrame:
+        # distinct (subject, hashed value) pairs day by day, then across days: memory bounded by
+        # a day of records plus the pairs (about one per message), not by the period's rows
+        pairs = pl.concat([day.filter(pl.col("subject").is_not_null())
+                           .select("subject", pl.col(column).hash(seed=7).alias("_v")).unique().collect()
+                           for day in _io.record_days(records)])
+        return pairs.lazy().unique().group_by("subject").agg(pl.len().alias(name))
+
+    return (distinct("message_key", "messages").join(distinct("sender", "senders"), on="subject")
             .sort(["messages", "subject"], descending=[True, False]).head(top).collect().to_dicts())
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from analyzer import attribution, config, findings, readers
+from analyzer import _io, attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
 from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
@@ -173,10 +173,12 @@ def analyze(
     t = time.perf_counter()
     record_parts = sorted(records_dir.rglob("*.parquet"))
     lazy = pl.scan_parquet(record_parts, hive_partitioning=True) if record_parts else None
+    days = list(_io.record_days(records_dir))
     if lazy is not None and window is not None:
         newest = lazy.select(pl.col("timestamp").max()).collect().item()
         if newest is not None:
             lazy = lazy.filter(pl.col("timestamp") > newest - window)
+            days = [day.filter(pl.col("timestamp") > newest - window) for day in days]
     found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
     fopts = options.findings
     if tables and not fopts.ip_tables:
@@ -184,7 +186,7 @@ def analyze(
     if lazy is not None:
         found.append(findings.traffic_findings(lazy, connectors, domains, fopts))
         spots = findings.hotspots(lazy, connectors, fopts)
-        usage = connector_usage(lazy, connectors)
+        usage = connector_usage(days, connectors)
     else:
         spots = pl.DataFrame(schema=findings.HOTSPOTS_SCHEMA)
         usage = connector_usage(None, connectors)
@@ -294,15 +296,17 @@ def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, in
         raise InputError("Parquet inputs with --state", expected="exports and logs (the state keeps their "
                          "records itself)", got=f"{len(parquet)} Parquet file(s)", where=parquet[0],
                          hint="analyze a records/ folder without --state")
-    parts = _spool_parts(ingest)
-    lazy = pl.scan_parquet(parts) if parts else None
+    # a batch never spans two files: group the spool's parts by the file they came from, and
+    # stream each file's parts into the state without holding the file's records at once
+    by_file: dict[str, list[Path]] = {}
+    for part in _spool_parts(ingest):
+        source = pl.scan_parquet(part).select(pl.col("source_file").first()).collect().item()
+        by_file.setdefault(source, []).append(part)
     rejects = ingest.rejects().collect()
     for report in ingest.files:
         path = Path(report.path)
-        if lazy is not None:
-            records = lazy.filter(pl.col("source_file") == report.path).collect()
-        else:
-            records = pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64})
+        parts = by_file.get(report.path)
+        records = pl.scan_parquet(parts) if parts else pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64})
         state.store(path, prints[str(path.resolve())], records,
                     rejects.filter(pl.col("source_file") == report.path), asdict(report))
 
@@ -315,37 +319,62 @@ CONNECTORS_SCHEMA = {
 }
 
 
-def connector_usage(records: pl.LazyFrame | None, connectors: config.Connectors) -> pl.DataFrame:
+def connector_usage(records: Path | pl.LazyFrame | Sequence[pl.LazyFrame] | None,
+                    connectors: config.Connectors) -> pl.DataFrame:
     """Per configured connector: messages (distinct message keys), bytes (each message once),
     distinct source IPs, first/last seen, failures and deferrals. Connectors without traffic are
-    listed with zeros so unused ones show."""
+    listed with zeros so unused ones show.
+
+    `records` is a records/ folder or its day partitions as LazyFrames (aggregated one day at a
+    time, so memory is bounded by a day of records plus a row per (connector, message)), or one
+    LazyFrame of any records.
+    """
     rows = [(c.name, "inbound", c.connector_type, c.enabled) for c in connectors.inbound]
     rows += [(c.name, "outbound", c.connector_type, c.enabled) for c in connectors.outbound]
     base = pl.DataFrame(rows, schema=["connector", "direction", "type", "enabled"], orient="row") if rows else \
         pl.DataFrame(schema={k: CONNECTORS_SCHEMA[k] for k in ("connector", "direction", "type", "enabled")})
-    if records is None:
+    if isinstance(records, Path):
+        days = list(_io.record_days(records))
+    elif isinstance(records, pl.LazyFrame):
+        days = [records]
+    else:
+        days = list(records or [])
+    if not days:
         stats = pl.DataFrame(schema={k: v for k, v in CONNECTORS_SCHEMA.items() if k not in ("type", "enabled")})
     else:
-        def per(column: str, direction: str) -> pl.LazyFrame:
-            rows = records.filter(pl.col(column).is_not_null())
-            sizes = (rows.group_by(column, "message_key").agg(pl.col("size_bytes").max())
-                     .group_by(column).agg(pl.col("size_bytes").sum().alias("bytes")))
-            agg = rows.group_by(column).agg(
-                pl.col("message_key").n_unique().cast(pl.Int64).alias("messages"),
-                pl.col("client_ip").drop_nulls().n_unique().cast(pl.Int64).alias("sources"),
-                pl.col("timestamp").min().alias("first_seen"),
-                pl.col("timestamp").max().alias("last_seen"),
-                (pl.col("event") == "fail").sum().cast(pl.Int64).alias("failures"),
-                (pl.col("event") == "defer").sum().cast(pl.Int64).alias("deferrals"),
-            )
-            return (agg.join(sizes, on=column, how="left")
-                    .rename({column: "connector"})
-                    .with_columns(pl.lit(direction).alias("direction")))
-        stats = pl.concat([per("inbound_connector", "inbound"), per("outbound_connector", "outbound")],
-                          how="diagonal").collect()
+        stats = pl.concat([_usage(days, "inbound_connector", "inbound"), _usage(days, "outbound_connector", "outbound")],
+                          how="diagonal")
     out = base.join(stats, on=["connector", "direction"], how="left").with_columns(
         [pl.col(c).fill_null(0) for c in ("messages", "bytes", "sources", "failures", "deferrals")])
     return out.select([pl.col(c).cast(t) for c, t in CONNECTORS_SCHEMA.items()]).sort("direction", "connector")
+
+
+def _usage(days: list[pl.LazyFrame], column: str, direction: str) -> pl.DataFrame:
+    """`connector_usage`'s numbers for one direction: partial aggregates per day, merged. A
+    message's events may fall on two days, so messages and sources are counted from the
+    distinct (connector, message) and (connector, IP) pairs of all days, not summed."""
+    messages, sources, totals = [], [], []
+    for day in days:
+        rows = day.filter(pl.col(column).is_not_null())
+        # the message key's 64-bit hash stands for it: 8 bytes a message instead of the text
+        messages.append(rows.group_by(column, pl.col("message_key").hash(seed=11).alias("_m"))
+                        .agg(pl.col("size_bytes").max()).collect())
+        sources.append(rows.select(column, "client_ip").drop_nulls().unique().collect())
+        totals.append(rows.group_by(column).agg(
+            pl.col("timestamp").min().alias("first_seen"),
+            pl.col("timestamp").max().alias("last_seen"),
+            (pl.col("event") == "fail").sum().cast(pl.Int64).alias("failures"),
+            (pl.col("event") == "defer").sum().cast(pl.Int64).alias("deferrals"),
+        ).collect())
+    per_message = (pl.concat(messages).group_by(column, "_m").agg(pl.col("size_bytes").max())
+                   .group_by(column).agg(pl.len().cast(pl.Int64).alias("messages"),
+                                         pl.col("size_bytes").sum().alias("bytes")))
+    per_source = pl.concat(sources).unique().group_by(column).agg(pl.len().cast(pl.Int64).alias("sources"))
+    merged = pl.concat(totals).group_by(column).agg(
+        pl.col("first_seen").min(), pl.col("last_seen").max(), pl.col("failures").sum(), pl.col("deferrals").sum())
+    return (merged.join(per_message, on=column, how="left").join(per_source, on=column, how="left")
+            .with_columns(pl.col("sources").fill_null(0))
+            .rename({column: "connector"}).with_columns(pl.lit(direction).alias("direction")))
 
 
 def severity_at_least(frame: pl.DataFrame, level: str) -> pl.DataFrame:

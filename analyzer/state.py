@@ -99,15 +99,19 @@ class State:
                 todo.append(path)
         return todo, prints
 
-    def store(self, path: Path, fp: tuple[int, int, str], records: pl.DataFrame, rejects: pl.DataFrame,
-              report: dict[str, Any]) -> None:
+    def store(self, path: Path, fp: tuple[int, int, str], records: pl.DataFrame | pl.LazyFrame,
+              rejects: pl.DataFrame, report: dict[str, Any]) -> None:
         """Keep `records` (normalized, with `_key`) and `rejects` as those of `path`, replacing
-        what an earlier version of the file gave. The manifest is only updated by `commit`."""
+        what an earlier version of the file gave. The manifest is only updated by `commit`.
+        Lazy records are streamed to disk, never held whole."""
         key = str(path.resolve())
         name = hashlib.sha1(f"{key}\0{fp[2]}".encode()).hexdigest()[:20] + ".parquet"
         for frame, target in ((records, name), (rejects, _rejects_name(name))):
             tmp = self.files_dir / (target + ".tmp")
-            frame.write_parquet(tmp, compression="zstd")
+            if isinstance(frame, pl.LazyFrame):
+                frame.sink_parquet(tmp, compression="zstd")
+            else:
+                frame.write_parquet(tmp, compression="zstd")
             os.replace(tmp, self.files_dir / target)
         self.entries[key] = Entry(key, fp[0], fp[1], fp[2], name, report)
 

@@ -76,8 +76,10 @@ def frame(rows: int, seed: int = 7, first_message: int = 0) -> pl.DataFrame:
                       np.where((host < 20) & (msg % 4 == 0), "contoso.com", DOMAINS[2 + msg % 3]))
     df = pl.DataFrame({
         "msg": msg, "ts": ts, "ev": ev, "ip": ip, "connector": CONNECTORS[kind], "domain": domain,
-        "sub": rng.integers(0, len(SUBJECTS), rows), "user": rng.integers(0, 5000, rows),
-        "size": rng.integers(2_000, 20_000_000, rows),
+        # a message has one subject and one sender; its events go to one of 5,000 recipients each
+        "sub": (msg * 2654435761) % 2**32 % len(SUBJECTS), "sender": (msg * 40503) % 2**16 % 97,
+        "user": rng.integers(0, 5000, rows),
+        "size": 2_000 + (msg * 7919) % 20_000_000,
     })
     df = df.with_columns(pl.format("{}.{}.{}.{}", pl.col("ip") // 2**24, pl.col("ip") // 2**16 % 256,
                                    pl.col("ip") // 2**8 % 256, pl.col("ip") % 256).alias("cip"))
@@ -103,7 +105,7 @@ def frame(rows: int, seed: int = 7, first_message: int = 0) -> pl.DataFrame:
         pl.lit("").alias("related_recipient_address"),
         pl.lit("").alias("reference"),
         pl.col("sub").replace_strict(dict(enumerate(SUBJECTS.tolist())), return_dtype=pl.String).alias("message_subject"),
-        pl.format("sender{}@{}", pl.col("user") % 97, pl.col("domain")).alias("sender_address"),
+        pl.format("sender{}@{}", pl.col("sender"), pl.col("domain")).alias("sender_address"),
         pl.lit("").alias("return_path"),
         pl.lit("").alias("message_info"),
         pl.lit("Incoming").alias("directionality"),
