@@ -93,8 +93,9 @@ def decide_order(values: pl.Series, state: DateOrder, forced: str | None = None)
 
 
 def parse_timestamps(values: pl.Series, order: DateOrder) -> pl.Series:
-    """Parse raw timestamp texts into Datetime(us, UTC); unparseable values give null."""
-    text = values.cast(pl.String).str.strip_chars()
+    """Parse timestamp texts, already trimmed (as `normalize` leaves every column), into
+    Datetime(us, UTC); unparseable values give null."""
+    text = values.cast(pl.String)
     # Most exports write one form throughout: parse that directly (ISO, or the file's culture
     # form), and send only what it leaves (offsets, /Date()/, garbage) through the general path.
     culture = _CULTURE_FORMATS.get(order.order or "", ())

@@ -98,7 +98,8 @@ def _c(frame: pl.DataFrame, *names: str) -> pl.Expr:
 
 
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:
-    return pl.when(expr != "").then(expr)
+    # replace, not when/then: the expression (a strip, usually) is evaluated once, not twice
+    return expr.replace("", None)
 
 
 def _mep(frame: pl.DataFrame, name: str) -> pl.Expr:

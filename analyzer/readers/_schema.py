@@ -90,7 +90,8 @@ def canonical_ip_column(values: pl.Series) -> pl.Series:
 
 
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:
-    return pl.when(expr != "").then(expr)
+    # replace, not when/then: the expression (a strip, usually) is evaluated once, not twice
+    return expr.replace("", None)
 
 
 def _address_and_domain(values: pl.Series) -> tuple[pl.Series, pl.Series]:
