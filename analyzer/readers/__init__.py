@@ -377,11 +377,16 @@ _TS_COLUMN = {"exo_trace": "received", "exo_trace_detail": "date",
               "exo_enhanced_summary": "origintimestamputc", "emailevents": "timestamp"}
 
 
+def _ts_column(fmt: str, columns: list[str]) -> str:
+    """The (comparison-form) name of the column that dates a record of this format."""
+    return _TS_COLUMN.get(fmt) or ("datetimeutc" if "datetimeutc" in columns else "datetime")
+
+
 def _decide_dates(fmt: str, raw: pl.DataFrame, order: DateOrder, opts: _Options, report: FileReport) -> None:
     """Settle the file's day/month order from a batch before it is converted (main thread)."""
     if order.how != "undecided" or raw.height == 0:
         return
-    name = _TS_COLUMN.get(fmt) or ("datetimeutc" if "datetimeutc" in raw.columns else "datetime")
+    name = _ts_column(fmt, raw.columns)
     if name in raw.columns:
         before = order.how
         decide_order(raw.get_column(name), order, opts.date_order)
@@ -600,9 +605,13 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                               det.separator)
                 raw: pl.DataFrame | None = None
                 if order.how == "undecided":
-                    # the file's first rows settle its date order before any batch is converted
-                    raw = _parse(*parse_args)
-                    _decide_dates(det.format, raw, order, opts, report)
+                    # the file's first rows settle its date order before any batch is converted;
+                    # only the timestamp column is parsed here, the workers parse the rest (ISO
+                    # stamps never settle an order, so this runs for every batch of such files)
+                    stamp = [i for i, name in enumerate(cols) if name == _ts_column(det.format, cols)]
+                    if stamp:
+                        _decide_dates(det.format, _parse(*parse_args[:4], stamp, *parse_args[5:]), order, opts,
+                                      report)
 
                 def raw_text(wanted: list[int], _d=data, _s=starts, _e=ends, _l=lines) -> dict[int, str]:
                     # only for rejected rows: find each by its line (lines are sorted)
