@@ -175,21 +175,31 @@ def _records(out_dir: Path) -> Path | None:
     return root if any(root.rglob("*.parquet")) else None
 
 
-def _traffic(records: Path | None, by: str, title: str) -> _svg.Markup:
+def _traffic_counts(records: Path | None) -> dict[str, pl.DataFrame]:
+    """Distinct messages per time bucket and inbound connector, and per bucket and direction
+    (``_t``, ``_g``, ``n``); hourly buckets, daily beyond two weeks."""
     if records is None:
-        return _svg.Markup("<p>No records.</p>")
+        return {}
     span = (pl.scan_parquet(sorted(records.rglob("*.parquet")))
             .select((pl.col("timestamp").max() - pl.col("timestamp").min()).alias("s")).collect().item())
     every = "1d" if span is not None and span > dt.timedelta(days=14) else "1h"
+    message = pl.col("message_key").hash(seed=7)  # 8 bytes a row instead of the text
+    parts: dict[str, list[pl.DataFrame]] = {"inbound_connector": [], "direction": []}
     # one day partition at a time (an hour or a UTC day never spans two), so memory is bounded
-    # by a day of records, not the period
-    counts = pl.concat([
-        day.group_by(pl.col("timestamp").dt.truncate(every).alias("_t"),
-                     pl.col(by).fill_null("(none)").cast(pl.String).alias("_g"))
-        .agg(pl.col("message_key").n_unique().alias("n")).collect()
-        for day in _io.record_days(records)])
-    if counts.height == 0:
+    # by a day of records, not the period; both charts share the day's scan
+    for day in _io.record_days(records):
+        queries = [day.group_by(pl.col("timestamp").dt.truncate(every).alias("_t"),
+                                pl.col(by).fill_null("(none)").cast(pl.String).alias("_g"))
+                   .agg(message.n_unique().alias("n")) for by in parts]
+        for by, result in zip(parts, pl.collect_all(queries)):
+            parts[by].append(result)
+    return {by: pl.concat(frames).with_columns(pl.lit(every).alias("_every")) for by, frames in parts.items()}
+
+
+def _traffic(counts: pl.DataFrame | None, title: str) -> _svg.Markup:
+    if counts is None or counts.height == 0:
         return _svg.Markup("<p>No records.</p>")
+    every = counts["_every"][0]
     lo, hi = counts["_t"].min(), counts["_t"].max()
     times = pl.datetime_range(lo, hi, every, eager=True).to_list()
     index = {t: i for i, t in enumerate(times)}
@@ -198,7 +208,7 @@ def _traffic(records: Path | None, by: str, title: str) -> _svg.Markup:
     series: dict[str, list[float]] = {g: [0.0] * len(times) for g in keep}
     if len(top) > 8:
         series["(others)"] = [0.0] * len(times)
-    for t, g, n in counts.iter_rows():
+    for t, g, n in counts.select("_t", "_g", "n").iter_rows():
         series[g if g in series else "(others)"][index[t]] += n
     unit = "messages per " + ("day" if every == "1d" else "hour")
     return _svg.stacked_area(title, times, series, unit)
@@ -232,16 +242,19 @@ def _subjects(records: Path | None, top: int = 10) -> list[dict]:
     """The most frequent subjects (a flood, a loop, a campaign stands out); untrusted text."""
     if records is None:
         return []
-    def distinct(column: str, name: str) -> pl.LazyFrame:
-        # distinct (subject, hashed value) pairs day by day, then across days: memory bounded by
-        # a day of records plus the pairs (about one per message), not by the period's rows
-        pairs = pl.concat([day.filter(pl.col("subject").is_not_null())
-                           .select("subject", pl.col(column).hash(seed=7).alias("_v")).unique().collect()
-                           for day in _io.record_days(records)])
-        return pairs.lazy().unique().group_by("subject").agg(pl.len().alias(name))
-
-    return (distinct("message_key", "messages").join(distinct("sender", "senders"), on="subject")
-            .sort(["messages", "subject"], descending=[True, False]).head(top).collect().to_dicts())
+    # distinct (subject, message) and (subject, sender) pairs day by day (hashed: 8 bytes a
+    # value), then across days: memory bounded by a day of records plus about a pair a message
+    pairs: dict[str, list[pl.DataFrame]] = {"messages": [], "senders": []}
+    for day in _io.record_days(records):
+        rows = day.filter(pl.col("subject").is_not_null())
+        queries = [rows.select("subject", pl.col(column).hash(seed=7).alias("_v")).unique()
+                   for column in ("message_key", "sender")]
+        for name, result in zip(pairs, pl.collect_all(queries)):
+            pairs[name].append(result)
+    messages, senders = (pl.concat(frames).unique().group_by("subject").agg(pl.len().alias(name))
+                         for name, frames in pairs.items())
+    return (messages.join(senders, on="subject").sort(["messages", "subject"], descending=[True, False])
+            .head(top).to_dicts())
 
 
 def render(out_dir: str | os.PathLike) -> str:
@@ -252,6 +265,7 @@ def render(out_dir: str | os.PathLike) -> str:
     rows = [{k: _fmt_time(v) for k, v in r.items()} for r in findings.head(_MAX_ROWS).iter_rows(named=True)]
     connectors = pl.read_parquet(out / "connectors.parquet")
     records = _records(out)
+    traffic = _traffic_counts(records)
     conn_rows = [{k: _fmt_time(v) for k, v in r.items()} for r in connectors.iter_rows(named=True)]
     inbound = connectors.filter(pl.col("direction") == "inbound").sort("messages", descending=True)
     connector_chart = _svg.bar_chart("Messages per inbound connector", inbound["connector"].to_list(),
@@ -275,8 +289,8 @@ def render(out_dir: str | os.PathLike) -> str:
         connector_chart=connector_chart,
         heat=heat,
         hot=hot,
-        traffic_connector=_traffic(records, "inbound_connector", "Messages by inbound connector"),
-        traffic_direction=_traffic(records, "direction", "Messages by direction"),
+        traffic_connector=_traffic(traffic.get("inbound_connector"), "Messages by inbound connector"),
+        traffic_direction=_traffic(traffic.get("direction"), "Messages by direction"),
         subjects=_subjects(records),
         unrouted=[r for r in all_rows if r["kind"] in ("unrouted_inbound", "direct_send")],
         open_relay=[r for r in all_rows if r["kind"] in ("open_relay", "relay_rejected")],

@@ -184,8 +184,9 @@ def analyze(
     if tables and not fopts.ip_tables:
         fopts = replace(fopts, ip_tables=tuple(tables))
     if lazy is not None:
-        found.append(findings.traffic_findings(lazy, connectors, domains, fopts))
-        spots = findings.hotspots(lazy, connectors, fopts)
+        # day partition by day partition: memory bounded by a day of records, not the period
+        found.append(findings.traffic_findings(days, connectors, domains, fopts))
+        spots = findings.hotspots(days, connectors, fopts)
         usage = connector_usage(days, connectors)
     else:
         spots = pl.DataFrame(schema=findings.HOTSPOTS_SCHEMA)
@@ -240,7 +241,7 @@ class RecordWriter:
             name = f"part-{index:08d}"
             target = self.root / f"date={_day_name(day)}" / f"{name}.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
-            part.drop("_day", "_key").write_parquet(target, compression="zstd", statistics=True)
+            part.drop("_day", "_key").write_parquet(target, compression="zstd", compression_level=1, statistics=True)
             hashes = self.keys / _day_name(day) / f"{name}.npy"
             hashes.parent.mkdir(parents=True, exist_ok=True)
             np.save(hashes, part.get_column("_key").to_numpy())

@@ -1,13 +1,22 @@
 """Traffic findings: what an admin must act on, computed from attributed records (docs/analysis.md §2).
 
 Every rule of the specification except ``connector_config`` (configuration only, written in
-`analyzer.attribution`) is a private function here, ``_<kind>(records, ctx) -> DataFrame``. Each is
-a pure function of (attributed records, connectors, options): the records are a polars
-`LazyFrame` (millions of rows, usually scanned from Parquet) and every rule is a lazy filter /
-group-by over the whole frame; only aggregated results (one row per candidate finding, per
-distinct IP or per (source, window)) are collected. Python only runs per finding, to write the
-``detail`` and ``recommendation`` sentences, and per connector or distinct value of a small
-aggregate (IP-range checks with `PrefixTable` on distinct addresses, never per row).
+`analyzer.attribution`) is a pure function of (attributed records, connectors, options), split in
+two so that the same rules run on more than one engine:
+
+* the *aggregation*: filters and group-bys over every record (millions of rows, or billions on
+  Spark), giving a small frame of candidate rows (one per candidate finding, per distinct IP or
+  per (source, window)). It is a method of an `Aggregator`: `_PolarsAggregator` here runs lazy
+  polars queries over a `LazyFrame` (usually scanned from Parquet); `analyzer.spark` runs the
+  same aggregations in Spark SQL. The methods' docstrings say which columns each returns.
+* the *rule*, ``_<kind>(aggregator, ctx) -> DataFrame``, shared by every engine: what depends on
+  the configuration alone (which connectors are eligible), the `PrefixTable` checks on distinct
+  values of a small aggregate, and, per finding, the ``detail`` and ``recommendation`` sentences
+  and the severity. Python never runs per record.
+
+`traffic_findings` and `hotspots` take a polars `LazyFrame`; `traffic_findings_from` and
+`hotspots_from` take any `Aggregator`, so an engine's results are the same rows as polars' by
+construction, as long as its aggregations are.
 
 The output is deterministic: lists in sentences are ordered by volume then name, sample message
 ids are the first five distinct ids in sort order, findings are sorted by `sort_findings`.
@@ -31,9 +40,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -47,10 +56,14 @@ __all__ = [
     "HOTSPOTS_SCHEMA",
     "KINDS",
     "SEVERITIES",
+    "Aggregator",
+    "Context",
     "Options",
     "hotspots",
+    "hotspots_from",
     "sort_findings",
     "traffic_findings",
+    "traffic_findings_from",
 ]
 
 UTC_TS = pl.Datetime("us", "UTC")
@@ -115,31 +128,49 @@ class Options:
 
 
 def traffic_findings(
-    records: pl.LazyFrame,
+    records: pl.LazyFrame | Sequence[pl.LazyFrame],
     connectors: Connectors,
     domains: Sequence[AcceptedDomain],
     options: Options = Options(),
 ) -> pl.DataFrame:
     """Every traffic finding (all kinds but ``connector_config``), in `FINDINGS_SCHEMA`, sorted.
 
+    `records` is one LazyFrame of attributed records, or several that partition them by UTC day
+    (a records/ folder's ``date=`` partitions, `_io.record_days`): then every rule aggregates a
+    day at a time and merges, and memory stays bounded by a day of records.
+
     `domains` is accepted for symmetry with the configuration rules: the accepted-domain tests
     themselves were applied by attribution (``sender_accepted``, ``recipient_accepted``), so the
     traffic rules read those columns and never re-derive them.
     """
     del domains  # see the docstring: attribution already applied them
-    ctx = _Context.build(connectors, options)
-    parts = [rule(records, ctx) for rule in _RULES]
+    return traffic_findings_from(_PolarsAggregator(records), connectors, options)
+
+
+def hotspots(records: pl.LazyFrame | Sequence[pl.LazyFrame], connectors: Connectors,
+             options: Options = Options()) -> pl.DataFrame:
+    """The ``hotspots.parquet`` table: deferrals per (source, window), the source's background,
+    whether the window is hot and the inbound connector covering the source; sorted by source
+    and window. `records` as in `traffic_findings`."""
+    return hotspots_from(_PolarsAggregator(records), connectors, options)
+
+
+def traffic_findings_from(aggregator: Aggregator, connectors: Connectors, options: Options = Options()) -> pl.DataFrame:
+    """`traffic_findings` over the records behind any `Aggregator` (another engine's)."""
+    ctx = Context.build(connectors, options)
+    parts = [rule(aggregator, ctx) for rule in _RULES]
     return sort_findings(pl.concat(parts, how="vertical"))
 
 
-def hotspots(records: pl.LazyFrame, connectors: Connectors, options: Options = Options()) -> pl.DataFrame:
-    """The ``hotspots.parquet`` table: deferrals per (source, window), the source's background,
-    whether the window is hot and the inbound connector covering the source; sorted by source
-    and window."""
-    ctx = _Context.build(connectors, options)
-    windows = _deferral_windows(records, ctx)
+def hotspots_from(aggregator: Aggregator, connectors: Connectors, options: Options = Options()) -> pl.DataFrame:
+    """`hotspots` over the records behind any `Aggregator` (another engine's)."""
+    ctx = Context.build(connectors, options)
+    windows = aggregator.deferral_windows(ctx)
+    if windows.height == 0:
+        return pl.DataFrame(schema=HOTSPOTS_SCHEMA)
     return (
-        windows.select(
+        _annotate_sources(windows, ctx)
+        .select(
             pl.col("_source").alias("source"),
             pl.col("source_range"),
             _window_start(pl.col("_window"), ctx.window_us).alias("window_start"),
@@ -178,24 +209,23 @@ def sort_findings(frame: pl.DataFrame) -> pl.DataFrame:
 # Shared pieces
 # --------------------------------------------------------------------------------------------
 
-# "Inbound rows" (spec §2): the exports that do not say their direction count as inbound.
-_INBOUND = pl.col("direction").is_in(["inbound", "unknown"]) & pl.col("client_ip").is_not_null()
+# The constants below define row sets of the rules; every engine's aggregations use them.
+
+#: "Inbound rows" (spec §2): rows with one of these directions (the exports that do not say
+#: their direction count as inbound) and a non-null ``client_ip``.
+INBOUND_DIRECTIONS: tuple[str, ...] = ("inbound", "unknown")
+
+#: Every greylisting enhanced code, as the canonical text `analyzer.status` writes: an is_in on
+#: 250 strings is a hash lookup per row, cheaper than parsing the code of every row.
+DEFERRAL_CODES: tuple[str, ...] = tuple(f"4.7.{d}" for d in (*range(500, 700), *range(850, 900)))
+
+#: Formats of on-premises logs (Exchange Server tracking logs, Postfix): open-relay evidence, and
+#: never a logged Exchange Online connector.
+ONPREM_FORMATS: tuple[str, ...] = ("msgtrk", "postfix")
+
+_INBOUND = pl.col("direction").is_in(list(INBOUND_DIRECTIONS)) & pl.col("client_ip").is_not_null()
 _SAMPLE_ID = pl.coalesce(pl.col("message_id"), pl.col("message_key"))
-
-# Every greylisting enhanced code, as the canonical text `analyzer.status` writes: an is_in on
-# 250 strings is a hash lookup per row, cheaper than parsing the code of every row.
-_DEFERRAL_CODES = [f"4.7.{d}" for d in (*range(500, 700), *range(850, 900))]
-
-
-def _basics() -> list[pl.Expr]:
-    """Aggregations every finding carries: records, time span, sample ids, distinct messages."""
-    return [
-        pl.len().cast(pl.Int64).alias("count"),
-        pl.col("timestamp").min().alias("first_seen"),
-        pl.col("timestamp").max().alias("last_seen"),
-        _SAMPLE_ID.drop_nulls().unique().sort().head(5).alias("sample_message_ids"),
-        pl.col("message_key").drop_nulls().n_unique().cast(pl.Int64).alias("messages"),
-    ]
+_DEFERRAL_CODES = list(DEFERRAL_CODES)
 
 
 def _top(frame: pl.LazyFrame, keys: Sequence[str], column: str, k: int = 5) -> pl.LazyFrame:
@@ -332,8 +362,9 @@ def _window_start(window: pl.Expr, window_us: int) -> pl.Expr:
 
 
 @dataclass(frozen=True)
-class _Context:
-    """What every rule needs from the configuration, compiled once per call."""
+class Context:
+    """What every rule (and every `Aggregator` method) needs from the configuration and the
+    options, compiled once per call. Build it with `Context.build`."""
 
     connectors: Connectors
     options: Options
@@ -342,7 +373,8 @@ class _Context:
     inbound_names: tuple[str, ...]
 
     @classmethod
-    def build(cls, connectors: Connectors, options: Options) -> _Context:
+    def build(cls, connectors: Connectors, options: Options) -> Context:
+        """Compile `connectors` (the enabled inbound connectors' ranges) and check `options`."""
         window_us = int(options.hotspot_window / dt.timedelta(microseconds=1))
         if window_us <= 0:
             raise ValueError(f"hotspot_window must be positive, not {options.hotspot_window}")
@@ -371,12 +403,111 @@ def _restricts(connector: InboundConnector) -> bool:
     return connector.connector_type == "Partner" and connector.restrict_domains_to_ip_addresses
 
 
+class Aggregator(Protocol):
+    """The aggregations of the rules over one set of attributed records, on some engine.
+
+    Each method filters and groups every record and returns a small, collected polars frame (any
+    row order: the rules sort). "basics" below are the columns every finding carries, per group:
+    ``count`` (Int64 rows), ``first_seen`` / ``last_seen`` (min / max ``timestamp``),
+    ``sample_message_ids`` (the first five distinct non-null ``coalesce(message_id,
+    message_key)`` in sort order) and ``messages`` (distinct non-null ``message_key``, Int64).
+    "tops of c" are ``c_top`` (the five most frequent non-null values of ``c`` in the group, by
+    count descending then value) and ``c_n`` (distinct non-null values of ``c``, Int64); a group
+    without any is null in both. String order is by code point (UTF-8 bytes) everywhere.
+    """
+
+    def deferral_windows(self, ctx: Context) -> pl.DataFrame:
+        """Greylisting deferrals (``enhanced_code`` in `DEFERRAL_CODES`; source
+        ``coalesce(throttled_ip, client_ip)``, rows without one left out) per (source, window):
+        ``_source``, ``_window`` (Int64: epoch microseconds floor-divided by ``ctx.window_us``),
+        ``deferrals`` (Int64), ``background`` (Float64: the median of the source's per-window
+        counts over every window from the first to the last *record*, empty windows counting as
+        0) and ``hot`` (``deferrals >= hotspot_min_deferrals`` and ``>= max(background, 1) *
+        hotspot_burst_factor``)."""
+        ...
+
+    def hotspot_runs(self, ctx: Context) -> pl.DataFrame:
+        """Runs of consecutive hot windows of a source (from `deferral_windows`): ``_source``,
+        ``_start`` (first window), ``background``, ``hot_windows``, ``count`` (deferrals in the
+        run), ``peak`` (the largest window count), ``peak_window`` (its window, the earliest on a
+        tie) and, over the run's deferral rows: ``first_seen``, ``last_seen``,
+        ``sample_message_ids``, ``codes`` (distinct non-null ``ms_code``, sorted) and the tops of
+        ``recipient_domain``."""
+        ...
+
+    def open_relay(self, ctx: Context) -> pl.DataFrame:
+        """Per ``client_ip``: messages relayed from it (see `_open_relay`) as ``count``,
+        ``first_seen`` / ``last_seen`` (over the messages' records), ``sample_message_ids`` (the
+        messages' smallest Message-ID, else key), ``servers`` (distinct ``source_file``, sorted)
+        and the tops of ``sender_domain`` and ``recipient_domain`` over the messages' records."""
+        ...
+
+    def relay_rejected(self, ctx: Context) -> pl.DataFrame:
+        """Rows of `_relay_rejection` per (``_source`` = ``coalesce(client_ip, "unknown")``,
+        ``_code`` = ``coalesce(enhanced_code, smtp_code as text)``): basics and the tops of
+        ``sender_domain`` and ``recipient_domain``."""
+        ...
+
+    def non_accepted_domain(self, ctx: Context, connectors: Sequence[str]) -> pl.DataFrame:
+        """Inbound rows matched by IP to one of `connectors` with ``sender_accepted`` False, per
+        (``inbound_connector``, ``sender_domain``): basics and the tops of ``client_ip``."""
+        ...
+
+    def direct_send(self, ctx: Context) -> pl.DataFrame:
+        """Inbound rows without inbound connector, ``ip_class`` other or private and
+        ``sender_accepted`` True, per ``client_ip``: basics, ``_class`` (the smallest
+        ``ip_class``) and the tops of ``sender_domain`` and ``recipient_domain``."""
+        ...
+
+    def unrouted_inbound(self, ctx: Context, column: str, tops: Sequence[str]) -> pl.DataFrame:
+        """Inbound rows without inbound connector, ``ip_class`` other and ``sender_accepted`` not
+        True, per non-null value of `column`, groups of at least ``unrouted_min_messages`` rows:
+        basics, ``_ips`` (distinct ``client_ip``, a null counting as one) and the tops of each
+        of `tops`."""
+        ...
+
+    def inbound_sender_domains(self, ctx: Context) -> pl.Series:
+        """The distinct non-null ``sender_domain`` of inbound rows."""
+        ...
+
+    def partner_bypass(self, ctx: Context, mapping: pl.DataFrame) -> pl.DataFrame:
+        """Inbound rows joined with `mapping` (``sender_domain`` -> ``_connector``, one row per
+        pair), per (``_connector``, ``client_ip``): basics and the tops of ``sender_domain``."""
+        ...
+
+    def outbound_bypass(self, ctx: Context, connectors: Sequence[OutboundConnector]) -> pl.DataFrame:
+        """Outbound ``send``/``deliver`` rows with a ``server_ip`` whose ``outbound_connector`` is
+        one of `connectors` and whose ``recipient_domain`` that connector's RecipientDomains cover
+        (as `_domain_covered`), per (``outbound_connector``, ``server_ip``): basics and the tops of
+        ``recipient_domain``."""
+        ...
+
+    def disabled_connector_traffic(self, ctx: Context) -> pl.DataFrame:
+        """Rows with a ``disabled_inbound_connector`` and no ``inbound_connector``, per
+        ``disabled_inbound_connector``: basics, ``_ips`` (distinct ``client_ip``, a null counting
+        as one) and the tops of ``client_ip``."""
+        ...
+
+    def unused_connector(self, ctx: Context) -> dict[str, Any]:
+        """``inbound_rows`` and ``outbound_rows`` (counts), ``inbound_used`` and ``outbound_used``
+        (the distinct non-null ``inbound_connector`` / ``outbound_connector``, lists)."""
+        ...
+
+    def attribution_mismatch(self, ctx: Context, outbound_only: Sequence[str]) -> pl.DataFrame:
+        """Inbound rows of Exchange Online formats whose trimmed ``connector_name`` (``_logged``)
+        is not empty, has no backslash, whose lower case (``_key``) is not in `outbound_only` and
+        differs from the trimmed lower-case ``inbound_connector`` (a null one differs), per
+        (``_key``, ``inbound_connector``): basics, ``_display`` (the smallest ``_logged``) and the
+        tops of ``client_ip``."""
+        ...
+
+
 # --------------------------------------------------------------------------------------------
 # greylisting_hotspot
 # --------------------------------------------------------------------------------------------
 
 
-def _deferral_rows(records: pl.LazyFrame, ctx: _Context) -> pl.LazyFrame:
+def _deferral_rows(records: pl.LazyFrame, ctx: Context) -> pl.LazyFrame:
     """Greylisting deferrals with their source and window index (windows aligned to the epoch).
 
     Rows without any source address (neither ``throttled_ip`` nor ``client_ip``) cannot be
@@ -413,68 +544,16 @@ def _source_ranges(sources: pl.Series, codes: np.ndarray) -> pl.Series:
     return out.rename("source_range")
 
 
-def _deferral_windows(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
-    """Per (source, window) with deferrals: count, background, hot, source_range, covered_by.
-
-    Background is the median of the source's per-window counts over every window of the analysed
-    period (from the first to the last record), empty windows counting as 0. With ``z`` empty windows and the ``k``
-    non-empty counts sorted, the full sorted list is ``[0] * z + counts``; its median is read
-    from the sorted list of non-empty counts by index, so no per-window rows are materialized
-    for the empty windows (a source seen once a month would otherwise cost 720 rows).
-    """
-    opts = ctx.options
-    counts = (
-        _deferral_rows(records, ctx)
-        .group_by("_source", "_window")
-        .agg(pl.len().cast(pl.Int64).alias("deferrals"))
-        .collect()
-    )
-    if counts.height == 0:
-        return counts.with_columns(
-            pl.lit(None, pl.String).alias("source_range"),
-            pl.lit(None, pl.Float64).alias("background"),
-            pl.lit(None, pl.Boolean).alias("hot"),
-            pl.lit(None, pl.String).alias("covered_by"),
-        )
-    # The background spans the whole analysed period, not just the source's own deferrals: a
-    # source that is throttled in one sudden burst (the common case for a new or changed
-    # sender) has a quiet background of empty windows and so stands out.
-    period = records.select(
-        (pl.col("timestamp").dt.epoch("us") // ctx.window_us).min().alias("lo"),
-        (pl.col("timestamp").dt.epoch("us") // ctx.window_us).max().alias("hi"),
-    ).collect()
-    lo, hi = period["lo"][0], period["hi"][0]
-    span = pl.lit(hi - lo + 1, dtype=pl.Int64)
-    empty = span - pl.col("_sorted").list.len()
-
-    def at(index: pl.Expr) -> pl.Expr:
-        return pl.when(index < empty).then(0).otherwise(
-            pl.col("_sorted").list.get(index - empty, null_on_oob=True))
-
-    per_source = (
-        counts.lazy()
-        .group_by("_source")
-        .agg(
-            pl.col("deferrals").sort().alias("_sorted"),
-        )
-        .with_columns(((at((span - 1) // 2) + at(span // 2)).cast(pl.Float64) / 2).alias("background"))
-        .select("_source", "background")
-        .collect()
-    )
-    sources = per_source.get_column("_source")
+def _annotate_sources(frame: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+    """`frame` with ``covered_by`` (the enabled inbound connector whose ranges hold ``_source``)
+    and ``source_range`` (its /24 or /64), worked out once per distinct source."""
+    sources = frame.get_column("_source").unique()
     covered, codes = ctx.covering(sources)
-    per_source = per_source.with_columns(covered, _source_ranges(sources, codes))
-    threshold = pl.max_horizontal(pl.col("background"), pl.lit(1.0)) * opts.hotspot_burst_factor
-    return (
-        counts.join(per_source, on="_source", how="left")
-        .with_columns(
-            ((pl.col("deferrals") >= opts.hotspot_min_deferrals) & (pl.col("deferrals") >= threshold)).alias("hot")
-        )
-        .sort("_source", "_window")
-    )
+    per_source = pl.DataFrame([sources, covered, _source_ranges(sources, codes)])
+    return frame.join(per_source, on="_source", how="left")
 
 
-def _greylisting_hotspot(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _greylisting_hotspot(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """One finding per run of consecutive hot windows of a source (spec §2 greylisting_hotspot).
 
     Interpretations:
@@ -492,47 +571,17 @@ def _greylisting_hotspot(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     * IPv6 sources: Exchange Online connectors take IPv4 SenderIPAddresses only, so instead of
       "Add <ip>/32" the recommendation is to identify the server by its certificate.
     """
-    windows = _deferral_windows(records, ctx)
-    hot = windows.filter(pl.col("hot"))
-    if hot.height == 0:
+    runs = aggregator.hotspot_runs(ctx)
+    if runs.height == 0:
         return _empty()
-    new_run = (
-        (pl.col("_source") != pl.col("_source").shift(1)) | (pl.col("_window") - pl.col("_window").shift(1) != 1)
-    ).fill_null(True)
-    hot = hot.with_columns(new_run.cum_sum().cast(pl.Int64).alias("_run"))
-    runs = hot.group_by("_run").agg(
-        pl.col("_source").first(),
-        pl.col("source_range").first(),
-        pl.col("background").first(),
-        pl.col("covered_by").first(),
-        pl.len().cast(pl.Int64).alias("hot_windows"),
-        pl.col("deferrals").sum().alias("count"),
-        pl.col("deferrals").max().alias("peak"),
-        pl.col("_window").sort_by(["deferrals", "_window"], descending=[True, False]).first().alias("peak_window"),
-    )
+    runs = _annotate_sources(runs, ctx)
     # Other hot sources per range: distinct hot sources of the range, minus this one.
     hot_per_range = (
-        hot.filter(pl.col("source_range").is_not_null())
+        runs.filter(pl.col("source_range").is_not_null())
         .group_by("source_range")
         .agg(pl.col("_source").n_unique().cast(pl.Int64).alias("_hot_in_range"))
     )
-    rows = _deferral_rows(records, ctx).join(
-        hot.lazy().select("_source", "_window", "_run"), on=["_source", "_window"], how="inner"
-    )
-    texts = _with_tops(
-        rows.group_by("_run").agg(
-            pl.col("timestamp").min().alias("first_seen"),
-            pl.col("timestamp").max().alias("last_seen"),
-            _SAMPLE_ID.drop_nulls().unique().sort().head(5).alias("sample_message_ids"),
-            pl.col("ms_code").drop_nulls().unique().sort().alias("codes"),
-        ),
-        rows, ["_run"], ["recipient_domain"],
-    ).collect()
-    table = (
-        runs.join(texts, on="_run", how="left")
-        .join(hot_per_range, on="source_range", how="left")
-        .sort("_run")
-    )
+    table = runs.join(hot_per_range, on="source_range", how="left").sort("_source", "_start")
     hourly = ctx.window_us == 3_600_000_000
     window = dt.timedelta(microseconds=ctx.window_us)
     unit = "h" if hourly else _duration_text(window)
@@ -603,7 +652,7 @@ def _hotspot_fix(source: str, connectors: Connectors) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _open_relay(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _open_relay(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """On-premises servers passing on mail between two foreign domains for an outside source.
 
     A message is (``source_file``, ``message_key``) of ``msgtrk``/``postfix`` records. It is
@@ -615,44 +664,7 @@ def _open_relay(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     several outside addresses counts for each. Samples: the message's Message-ID (the first in
     sort order when its records disagree), else its key.
     """
-    onprem = records.filter(
-        pl.col("source_format").is_in(["msgtrk", "postfix"]) & pl.col("message_key").is_not_null()
-    )
-    keys = ["source_file", "message_key"]
-    passed_on = pl.col("event").is_in(["send", "deliver"]) & (
-        (pl.col("source_format") != "postfix") | (pl.col("status").str.to_lowercase() == "sent")
-    )
-    messages = (
-        onprem.group_by(keys)
-        .agg(
-            # `== False` / `== True`, not `~col` / `col`: a null (no domain, as the null sender of a
-            # bounce) must be neither, and `.any()` skips nulls.
-            (pl.col("sender_accepted") == False).any().alias("_s_no"),
-            (pl.col("sender_accepted") == True).any().alias("_s_yes"),
-            (pl.col("recipient_accepted") == False).any().alias("_r_no"),
-            (pl.col("recipient_accepted") == True).any().alias("_r_yes"),
-            passed_on.fill_null(False).any().alias("_passed"),
-            pl.col("message_id").drop_nulls().min().alias("_mid"),
-            pl.col("timestamp").min().alias("_first"),
-            pl.col("timestamp").max().alias("_last"),
-        )
-        .filter(pl.col("_s_no") & ~pl.col("_s_yes") & pl.col("_r_no") & ~pl.col("_r_yes") & pl.col("_passed"))
-    )
-    received = (
-        onprem.filter((pl.col("event") == "receive") & (pl.col("ip_class") == "other"))
-        .select(*keys, "client_ip")
-        .unique()
-    )
-    relayed = received.join(messages, on=keys, how="inner")
-    agg = relayed.group_by("client_ip").agg(
-        pl.len().cast(pl.Int64).alias("count"),
-        pl.col("_first").min().alias("first_seen"),
-        pl.col("_last").max().alias("last_seen"),
-        pl.coalesce(pl.col("_mid"), pl.col("message_key")).unique().sort().head(5).alias("sample_message_ids"),
-        pl.col("source_file").unique().sort().alias("servers"),
-    )
-    rows = onprem.join(relayed.select(*keys, "client_ip"), on=keys, how="inner")
-    table = _with_tops(agg, rows, ["client_ip"], ["sender_domain", "recipient_domain"]).collect().sort("client_ip")
+    table = aggregator.open_relay(ctx).sort("client_ip")
     out = []
     for row in table.iter_rows(named=True):
         ip = row["client_ip"]
@@ -673,7 +685,14 @@ def _open_relay(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
 # relay_rejected
 # --------------------------------------------------------------------------------------------
 
-_RELAY_TEXT = r"(?i)unable to relay|relay access denied|relaying denied"
+#: Enhanced codes that are relay refusals whatever the text says.
+RELAY_REJECTION_CODES: tuple[str, ...] = ("5.7.64", "5.7.54", "5.7.51", "5.7.68")
+#: Relay refusal wording (5.7.1, and replies without an enhanced code); `RELAY_DENIED_TEXT` for 5.4.1.
+RELAY_TEXT = r"(?i)unable to relay|relay access denied|relaying denied"
+RELAY_DENIED_TEXT = r"(?i)relay access denied"
+#: A folded line break of a multi-line response, unfolded to one space before the text tests.
+LINE_BREAK = r"(?:\r\n|\r|\n)[ \t]*"
+_RELAY_TEXT = RELAY_TEXT
 _RELAY_CODES: dict[str, tuple[str, str]] = {
     "5.7.64": ("TenantAttribution: relay through the OnPremises connector refused",
                "The OnPremises connector no longer matches this server (certificate name or source IP "
@@ -695,17 +714,17 @@ def _relay_rejection() -> pl.Expr:
     re-running `classify` on millions of distinct NDR texts would be far slower). The text tests
     run on the response with line breaks unfolded, as `classify` does."""
     enh = pl.col("enhanced_code")
-    text = pl.col("smtp_response").str.replace_all(r"(?:\r\n|\r|\n)[ \t]*", " ")
+    text = pl.col("smtp_response").str.replace_all(LINE_BREAK, " ")
     says_relay = text.str.contains(_RELAY_TEXT).fill_null(False)
     return (
-        enh.is_in(["5.7.64", "5.7.54", "5.7.51", "5.7.68"]).fill_null(False)
+        enh.is_in(list(RELAY_REJECTION_CODES)).fill_null(False)
         | ((enh == "5.7.1") & says_relay).fill_null(False)
-        | ((enh == "5.4.1") & text.str.contains(r"(?i)relay access denied")).fill_null(False)
+        | ((enh == "5.4.1") & text.str.contains(RELAY_DENIED_TEXT)).fill_null(False)
         | (enh.is_null() & (pl.col("smtp_code") >= 500) & says_relay).fill_null(False)
     )
 
 
-def _relay_rejected(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _relay_rejected(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Relay refusals per (source, code) (spec §2 relay_rejected).
 
     Interpretations: subject is the source alone (``client_ip`` or "unknown"), the code is in the
@@ -713,13 +732,7 @@ def _relay_rejected(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     basic code and gets the "refused to relay" recommendation, like 5.7.54/5.7.1/5.4.1. All
     directions count (the refusal may be seen by the sending or the receiving side).
     """
-    code = pl.coalesce(pl.col("enhanced_code"), pl.col("smtp_code").cast(pl.String))
-    rows = records.filter(_relay_rejection()).with_columns(
-        pl.coalesce(pl.col("client_ip"), pl.lit("unknown")).alias("_source"), code.alias("_code")
-    )
-    keys = ["_source", "_code"]
-    table = _with_tops(rows.group_by(keys).agg(_basics()), rows, keys,
-                       ["sender_domain", "recipient_domain"]).collect().sort(keys)
+    table = aggregator.relay_rejected(ctx).sort("_source", "_code")
     out = []
     for row in table.iter_rows(named=True):
         meaning, recommendation = _RELAY_CODES.get(row["_code"], _RELAY_REFUSED)
@@ -744,20 +757,13 @@ def _domains_clause(row: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _non_accepted_domain(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _non_accepted_domain(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Mail relayed through an OnPremises connector (matched by IP) with a sender domain that is
     not accepted: Microsoft's Non-accepted domain report, one finding per (connector, domain)."""
     onprem = [c.name for c in ctx.connectors.inbound if c.enabled and c.connector_type == "OnPremises"]
     if not onprem:
         return _empty()
-    rows = records.filter(
-        _INBOUND
-        & (pl.col("inbound_match") == "ip")
-        & pl.col("inbound_connector").is_in(onprem)
-        & (pl.col("sender_accepted") == False)  # null (no sender domain) is not evidence
-    )
-    keys = ["inbound_connector", "sender_domain"]
-    table = _with_tops(rows.group_by(keys).agg(_basics()), rows, keys, ["client_ip"]).collect().sort(keys)
+    table = aggregator.non_accepted_domain(ctx, onprem).sort("inbound_connector", "sender_domain")
     out = []
     for row in table.iter_rows(named=True):
         connector, domain = row["inbound_connector"], row["sender_domain"]
@@ -775,18 +781,10 @@ def _non_accepted_domain(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _direct_send(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _direct_send(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Mail from your own (accepted) domain arriving outside every connector from a non-Microsoft
     address: a device or app using Direct Send, or spoofing. One finding per client_ip."""
-    rows = records.filter(
-        _INBOUND
-        & pl.col("inbound_connector").is_null()
-        & pl.col("ip_class").is_in(["other", "private"])
-        & (pl.col("sender_accepted") == True)
-    )
-    keys = ["client_ip"]
-    agg = rows.group_by(keys).agg(*_basics(), pl.col("ip_class").min().alias("_class"))
-    table = _with_tops(agg, rows, keys, ["sender_domain", "recipient_domain"]).collect().sort(keys)
+    table = aggregator.direct_send(ctx).sort("client_ip")
     out = []
     for row in table.iter_rows(named=True):
         ip = row["client_ip"]
@@ -809,7 +807,7 @@ def _direct_send(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
 _UNROUTED_FIX = "High-volume sender outside every connector: if it is a partner, create a Partner connector for its IPs"
 
 
-def _unrouted_inbound(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _unrouted_inbound(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """High-volume foreign senders outside every connector, per client_ip and per ip-table label.
 
     Interpretations: both the threshold (``unrouted_min_messages``, "rows" in the spec) and the
@@ -817,22 +815,12 @@ def _unrouted_inbound(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     thing; the detail also gives distinct messages. Rows whose label is null (the address is in
     no range of the table) form no label group.
     """
-    rows = records.filter(
-        _INBOUND
-        & pl.col("inbound_connector").is_null()
-        & (pl.col("ip_class") == "other")
-        & (pl.col("sender_accepted") != True).fill_null(True)  # "not True": null counts
-    )
-    minimum = ctx.options.unrouted_min_messages
     out = []
     groups: list[tuple[str, str | None]] = [("client_ip", None)] + [(t, t) for t in ctx.options.ip_tables]
     for column, table_name in groups:
-        keys = [column]
-        agg = (rows.filter(pl.col(column).is_not_null()).group_by(keys)
-               .agg(*_basics(), pl.col("client_ip").n_unique().cast(pl.Int64).alias("_ips"))
-               .filter(pl.col("count") >= minimum))
-        table = _with_tops(agg, rows, keys, ["sender_domain", "client_ip"] if table_name else ["sender_domain"])
-        for row in table.collect().sort(keys).iter_rows(named=True):
+        tops = ["sender_domain", "client_ip"] if table_name else ["sender_domain"]
+        table = aggregator.unrouted_inbound(ctx, column, tops)
+        for row in table.sort(column).iter_rows(named=True):
             value = row[column]
             if table_name is None:
                 subject = value
@@ -854,7 +842,7 @@ def _unrouted_inbound(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _partner_bypass(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _partner_bypass(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Mail from a partner's domains arriving from outside that Partner connector's IPs.
 
     Interpretations: a connector's ``*`` entries are dropped and the remaining explicit domains
@@ -870,9 +858,8 @@ def _partner_bypass(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     ]
     if not eligible:
         return _empty()
-    inbound = records.filter(_INBOUND & pl.col("sender_domain").is_not_null())
     # sender domain -> connector pairs, worked out on the distinct domains (one small collect)
-    domains = inbound.select(pl.col("sender_domain").unique()).collect()
+    domains = pl.DataFrame([aggregator.inbound_sender_domains(ctx).rename("sender_domain")])
     mapping = pl.concat([
         domains.filter(_domain_covered("sender_domain", [d for d in c.sender_domains if d != "*"]))
         .with_columns(pl.lit(c.name).alias("_connector"))
@@ -880,19 +867,17 @@ def _partner_bypass(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     ])
     if mapping.height == 0:
         return _empty()
-    rows = inbound.join(mapping.lazy(), on="sender_domain", how="inner")
     keys = ["_connector", "client_ip"]
-    agg = rows.group_by(keys).agg(_basics()).collect()
+    agg = aggregator.partner_bypass(ctx, mapping)
     outside = []
     for connector in eligible:
         part = agg.filter(pl.col("_connector") == connector.name)
         if part.height:
             codes = _lookup(_table(connector.sender_ip_addresses), part.get_column("client_ip"))
             outside.append(part.filter(pl.Series(codes == NO_MATCH)))
-    candidates = pl.concat(outside) if outside else agg.clear()
-    if candidates.height == 0:
+    table = pl.concat(outside).sort(keys) if outside else agg.clear()
+    if table.height == 0:
         return _empty()
-    table = _with_tops(candidates.lazy(), rows, keys, ["sender_domain"]).collect().sort(keys)
     by_name = {c.name: c for c in eligible}
     out = []
     for row in table.iter_rows(named=True):
@@ -932,7 +917,7 @@ def _ip_smart_hosts(connector: OutboundConnector) -> list[str]:
     return hosts
 
 
-def _outbound_bypass(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _outbound_bypass(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Mail for a Partner outbound connector's domains handed to a server that is not one of its
     smart hosts. One finding per (connector, server_ip).
 
@@ -949,28 +934,17 @@ def _outbound_bypass(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
                 and (hosts := _ip_smart_hosts(c))]
     if not eligible:
         return _empty()
-    belongs = pl.any_horizontal([
-        (pl.col("outbound_connector") == c.name) & _domain_covered("recipient_domain", c.recipient_domains)
-        for c, _ in eligible
-    ]).fill_null(False)
-    rows = records.filter(
-        (pl.col("direction") == "outbound")
-        & pl.col("event").is_in(["send", "deliver"])
-        & pl.col("server_ip").is_not_null()
-        & belongs
-    )
     keys = ["outbound_connector", "server_ip"]
-    agg = rows.group_by(keys).agg(_basics()).collect()
+    agg = aggregator.outbound_bypass(ctx, [c for c, _ in eligible])
     outside = []
     for connector, hosts in eligible:
         part = agg.filter(pl.col("outbound_connector") == connector.name)
         if part.height:
             codes = _lookup(_table(hosts), part.get_column("server_ip"))
             outside.append(part.filter(pl.Series(codes == NO_MATCH)))
-    candidates = pl.concat(outside) if outside else agg.clear()
-    if candidates.height == 0:
+    table = pl.concat(outside).sort(keys) if outside else agg.clear()
+    if table.height == 0:
         return _empty()
-    table = _with_tops(candidates.lazy(), rows, keys, ["recipient_domain"]).collect().sort(keys)
     by_name = {c.name: (c, hosts) for c, hosts in eligible}
     out = []
     for row in table.iter_rows(named=True):
@@ -993,17 +967,14 @@ def _outbound_bypass(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
 # --------------------------------------------------------------------------------------------
 
 
-def _disabled_connector_traffic(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _disabled_connector_traffic(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Mail from the range of a disabled inbound connector that no enabled connector handled.
 
     All directions count, as the spec says "rows": a hybrid server in the disabled connector's
     range relaying outbound mail is the same problem. The spec gives no recommendation text:
     ours is to re-enable the connector if these servers should use it, else to remove it.
     """
-    rows = records.filter(pl.col("disabled_inbound_connector").is_not_null() & pl.col("inbound_connector").is_null())
-    keys = ["disabled_inbound_connector"]
-    agg = rows.group_by(keys).agg(*_basics(), pl.col("client_ip").n_unique().cast(pl.Int64).alias("_ips"))
-    table = _with_tops(agg, rows, keys, ["client_ip"]).collect().sort(keys)
+    table = aggregator.disabled_connector_traffic(ctx).sort("disabled_inbound_connector")
     out = []
     for row in table.iter_rows(named=True):
         name = row["disabled_inbound_connector"]
@@ -1022,7 +993,7 @@ def _disabled_connector_traffic(records: pl.LazyFrame, ctx: _Context) -> pl.Data
 # --------------------------------------------------------------------------------------------
 
 
-def _unused_connector(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _unused_connector(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Enabled connectors no record was attributed to, when the input is large enough to tell.
 
     Interpretations: "inbound rows" as everywhere (direction inbound/unknown with a client IP);
@@ -1032,12 +1003,7 @@ def _unused_connector(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     an artefact. The spec gives no recommendation text: ours is to check whether the connector
     is still needed.
     """
-    stats = records.select(
-        _INBOUND.sum().cast(pl.Int64).alias("inbound_rows"),
-        (pl.col("direction") == "outbound").sum().cast(pl.Int64).alias("outbound_rows"),
-        pl.col("inbound_connector").drop_nulls().unique().implode().alias("inbound_used"),
-        pl.col("outbound_connector").drop_nulls().unique().implode().alias("outbound_used"),
-    ).collect().row(0, named=True)
+    stats = aggregator.unused_connector(ctx)
     minimum = ctx.options.unused_min_rows
     out = []
     if (stats["inbound_rows"] or 0) >= minimum:
@@ -1070,12 +1036,7 @@ def _unused_connector(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
 # attribution_mismatch
 # --------------------------------------------------------------------------------------------
 
-# On-premises logs name the Exchange Server receive connector ("EX01\Default Frontend EX01") or
-# nothing: never an Exchange Online inbound connector, so they cannot disagree with attribution.
-_ONPREM_FORMATS = ["msgtrk", "postfix"]
-
-
-def _attribution_mismatch(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
+def _attribution_mismatch(aggregator: Aggregator, ctx: Context) -> pl.DataFrame:
     """Inbound rows whose logged connector is not the one their IP points to.
 
     Interpretations, all to keep out comparisons that are not about the same thing:
@@ -1093,21 +1054,7 @@ def _attribution_mismatch(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     """
     inbound_names = {c.name.lower() for c in ctx.connectors.inbound}
     outbound_only = sorted({c.name.lower() for c in ctx.connectors.outbound} - inbound_names)
-    logged = pl.col("connector_name").str.strip_chars()
-    rows = (
-        records.filter(_INBOUND & ~pl.col("source_format").is_in(_ONPREM_FORMATS))
-        .with_columns(logged.alias("_logged"), logged.str.to_lowercase().alias("_key"))
-        .filter(
-            pl.col("_logged").is_not_null()
-            & (pl.col("_logged") != "")
-            & ~pl.col("_logged").str.contains("\\", literal=True)
-            & ~pl.col("_key").is_in(outbound_only)
-            & (pl.col("_key") != pl.col("inbound_connector").str.strip_chars().str.to_lowercase()).fill_null(True)
-        )
-    )
-    keys = ["_key", "inbound_connector"]
-    agg = rows.group_by(keys).agg(*_basics(), pl.col("_logged").min().alias("_display"))
-    table = _with_tops(agg, rows, keys, ["client_ip"]).collect().sort(keys, nulls_last=True)
+    table = aggregator.attribution_mismatch(ctx, outbound_only).sort("_key", "inbound_connector", nulls_last=True)
     out = []
     for row in table.iter_rows(named=True):
         logged_name, derived = row["_display"], row["inbound_connector"]
@@ -1130,7 +1077,7 @@ def _attribution_mismatch(records: pl.LazyFrame, ctx: _Context) -> pl.DataFrame:
     return _frame(out)
 
 
-_RULES: tuple[Callable[[pl.LazyFrame, _Context], pl.DataFrame], ...] = (
+_RULES: tuple[Callable[[Aggregator, Context], pl.DataFrame], ...] = (
     _greylisting_hotspot,
     _open_relay,
     _relay_rejected,
@@ -1143,3 +1090,352 @@ _RULES: tuple[Callable[[pl.LazyFrame, _Context], pl.DataFrame], ...] = (
     _unused_connector,
     _attribution_mismatch,
 )
+
+
+# --------------------------------------------------------------------------------------------
+# The polars engine
+# --------------------------------------------------------------------------------------------
+
+
+def _collect(queries: Sequence[pl.LazyFrame]) -> list[pl.DataFrame]:
+    # the streaming engine: a day partition is read in morsels, never whole
+    return pl.collect_all(list(queries), engine="streaming")
+
+
+def _grouped(
+    days: Sequence[pl.LazyFrame],
+    rows: Callable[[pl.LazyFrame], pl.LazyFrame],
+    keys: Sequence[str],
+    *,
+    tops: Sequence[str] = (),
+    distinct: Mapping[str, str] = {},
+    minimum: Mapping[str, str] = {},
+) -> pl.DataFrame:
+    """Per group of `keys` of ``rows(day)`` over every day: the basics (see `Aggregator`), the
+    tops of `tops`, ``name`` = distinct values of ``column`` (a null counting as one) for each
+    ``name: column`` of `distinct`, and the minimum of each column of `minimum` (``name:
+    column``).
+
+    Each day is aggregated on its own and the partial results merged, so memory is bounded by a
+    day partition plus a row per (group, message) instead of by every row of the period: counts
+    and bounds add up; messages, distinct values and sample ids merge as the distinct
+    (group, value) pairs of all days (a message's records may span midnight); tops as the per-value
+    counts of all days. Message keys are kept as 64-bit hashes (8 bytes a message, not the text).
+    """
+    keys = list(keys)
+    parts: dict[str, list[pl.DataFrame]] = {}
+    for day in days:
+        frame = rows(day)
+        queries = {
+            "base": frame.group_by(keys).agg(
+                pl.len().cast(pl.Int64).alias("count"),
+                pl.col("timestamp").min().alias("first_seen"),
+                pl.col("timestamp").max().alias("last_seen"),
+                *[pl.col(column).min().alias(name) for name, column in minimum.items()],
+            ),
+            "messages": frame.filter(pl.col("message_key").is_not_null())
+            .select(*keys, pl.col("message_key").hash(seed=_MESSAGE_SEED).alias("_m")).unique(),
+            # the five smallest distinct ids of the day are enough: the period's five smallest are
+            # among the days' five smallest
+            "samples": frame.select(*keys, _SAMPLE_ID.alias("_id")).drop_nulls("_id").unique()
+            .group_by(keys).agg(pl.col("_id").sort().head(5)),
+            # values under their own name: a top or distinct column may also be a key
+            **{f"top:{c}": frame.filter(pl.col(c).is_not_null()).group_by(*keys, pl.col(c).alias("_v"))
+               .agg(pl.len().alias("_n")) for c in tops},
+            **{f"distinct:{name}": frame.select(*keys, pl.col(column).alias("_v")).unique()
+               for name, column in distinct.items()},
+        }
+        for name, result in zip(queries, _collect(list(queries.values()))):
+            parts.setdefault(name, []).append(result)
+    if not parts:
+        return pl.DataFrame()
+    base = pl.concat(parts["base"]).group_by(keys).agg(
+        pl.col("count").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
+        *[pl.col(name).min() for name in minimum])
+    messages = (pl.concat(parts["messages"]).unique().group_by(keys)
+                .agg(pl.len().cast(pl.Int64).alias("messages")))
+    samples = (pl.concat(parts["samples"]).explode("_id").unique().group_by(keys)
+               .agg(pl.col("_id").sort().head(5).alias("sample_message_ids")))
+    out = (base.join(messages, on=keys, how="left", nulls_equal=True)
+           .join(samples, on=keys, how="left", nulls_equal=True)
+           .with_columns(pl.col("messages").fill_null(0),
+                         pl.col("sample_message_ids").fill_null(pl.lit([], dtype=pl.List(pl.String)))))
+    for c in tops:
+        counts = pl.concat(parts[f"top:{c}"]).group_by([*keys, "_v"]).agg(pl.col("_n").sum())
+        top = counts.group_by(keys).agg(
+            pl.col("_v").sort_by(["_n", "_v"], descending=[True, False]).head(5).alias(f"{c}_top"),
+            pl.len().cast(pl.Int64).alias(f"{c}_n"),
+        )
+        out = out.join(top, on=keys, how="left", nulls_equal=True)
+    for name in distinct:
+        n = (pl.concat(parts[f"distinct:{name}"]).unique().group_by(keys)
+             .agg(pl.len().cast(pl.Int64).alias(name)))
+        out = out.join(n, on=keys, how="left", nulls_equal=True)
+    return out
+
+
+_MESSAGE_SEED = 0x6D657373
+
+
+class _PolarsAggregator:
+    """`Aggregator` over attributed records given as polars LazyFrames, usually one per day
+    partition of a records/ folder: every rule aggregates day by day and merges (`_grouped`),
+    so memory is bounded by a day of records whatever the period."""
+
+    def __init__(self, records: pl.LazyFrame | Sequence[pl.LazyFrame]) -> None:
+        self.days = [records] if isinstance(records, pl.LazyFrame) else list(records)
+        self._windows: pl.DataFrame | None = None
+
+    def _each(self, query: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.DataFrame:
+        """``query`` on every day, concatenated (for results that merge by concatenation)."""
+        return pl.concat(_collect([query(day) for day in self.days]))
+
+    # ---- greylisting
+    def _deferral_counts(self, ctx: Context) -> tuple[pl.DataFrame, int | None, int | None]:
+        counts = self._each(lambda day: _deferral_rows(day, ctx).group_by("_source", "_window")
+                            .agg(pl.len().cast(pl.Int64).alias("deferrals")))
+        # a window that spans midnight has a count on both days
+        counts = counts.group_by("_source", "_window").agg(pl.col("deferrals").sum())
+        period = self._each(lambda day: day.select(
+            (pl.col("timestamp").dt.epoch("us") // ctx.window_us).min().alias("lo"),
+            (pl.col("timestamp").dt.epoch("us") // ctx.window_us).max().alias("hi"),
+        ))
+        return counts, period["lo"].min(), period["hi"].max()
+
+    def deferral_windows(self, ctx: Context) -> pl.DataFrame:
+        # With ``z`` empty windows and the ``k`` non-empty counts sorted, the source's full sorted
+        # list of per-window counts is ``[0] * z + counts``; its median is read from the sorted
+        # list of non-empty counts by index, so no per-window rows are materialized for the empty
+        # windows (a source seen once a month would otherwise cost 720 rows).
+        if self._windows is not None:
+            return self._windows
+        opts = ctx.options
+        counts, lo, hi = self._deferral_counts(ctx)
+        if counts.height == 0:
+            self._windows = counts.with_columns(pl.lit(None, pl.Float64).alias("background"),
+                                                pl.lit(None, pl.Boolean).alias("hot"))
+            return self._windows
+        # The background spans the whole analysed period, not just the source's own deferrals: a
+        # source that is throttled in one sudden burst (the common case for a new or changed
+        # sender) has a quiet background of empty windows and so stands out.
+        span = pl.lit(hi - lo + 1, dtype=pl.Int64)
+        empty = span - pl.col("_sorted").list.len()
+
+        def at(index: pl.Expr) -> pl.Expr:
+            return pl.when(index < empty).then(0).otherwise(
+                pl.col("_sorted").list.get(index - empty, null_on_oob=True))
+
+        per_source = (
+            counts.lazy()
+            .group_by("_source")
+            .agg(pl.col("deferrals").sort().alias("_sorted"))
+            .with_columns(((at((span - 1) // 2) + at(span // 2)).cast(pl.Float64) / 2).alias("background"))
+            .select("_source", "background")
+        )
+        threshold = pl.max_horizontal(pl.col("background"), pl.lit(1.0)) * opts.hotspot_burst_factor
+        self._windows = (
+            counts.lazy()
+            .join(per_source, on="_source", how="left")
+            .with_columns(
+                ((pl.col("deferrals") >= opts.hotspot_min_deferrals) & (pl.col("deferrals") >= threshold))
+                .alias("hot")
+            )
+            .collect()
+        )
+        return self._windows
+
+    def hotspot_runs(self, ctx: Context) -> pl.DataFrame:
+        hot = self.deferral_windows(ctx).filter(pl.col("hot")).sort("_source", "_window")
+        if hot.height == 0:
+            return hot
+        new_run = (
+            (pl.col("_source") != pl.col("_source").shift(1)) | (pl.col("_window") - pl.col("_window").shift(1) != 1)
+        ).fill_null(True)
+        hot = hot.with_columns(new_run.cum_sum().cast(pl.Int64).alias("_run"))
+        runs = hot.group_by("_run").agg(
+            pl.col("_source").first(),
+            pl.col("_window").min().alias("_start"),
+            pl.col("background").first(),
+            pl.len().cast(pl.Int64).alias("hot_windows"),
+            pl.col("deferrals").sum().alias("count"),
+            pl.col("deferrals").max().alias("peak"),
+            pl.col("_window").sort_by(["deferrals", "_window"], descending=[True, False]).first().alias("peak_window"),
+        )
+        windows = hot.lazy().select("_source", "_window", "_run")
+
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return _deferral_rows(day, ctx).join(windows, on=["_source", "_window"], how="inner")
+
+        texts = _grouped(self.days, rows, ["_run"], tops=["recipient_domain"]).drop("count", "messages")
+        codes = (self._each(lambda day: rows(day).select("_run", "ms_code").drop_nulls().unique()).unique()
+                 .group_by("_run").agg(pl.col("ms_code").sort().alias("codes")))
+        texts = texts.join(codes, on="_run", how="left").with_columns(
+            pl.col("codes").fill_null(pl.lit([], dtype=pl.List(pl.String))))
+        return runs.join(texts, on="_run", how="left").drop("_run")
+
+    # ---- open relay: on-premises logs only (a server's messages, joined over their records)
+    def open_relay(self, ctx: Context) -> pl.DataFrame:
+        # A relayed message's records may fall on two days, and the rule needs all of them at
+        # once; it reads only on-premises rows (tracking logs, Postfix), so it runs over the
+        # whole period in one query.
+        records = pl.concat(self.days, how="diagonal_relaxed") if len(self.days) > 1 else self.days[0]
+        onprem = records.filter(
+            pl.col("source_format").is_in(list(ONPREM_FORMATS)) & pl.col("message_key").is_not_null()
+        )
+        keys = ["source_file", "message_key"]
+        passed_on = pl.col("event").is_in(["send", "deliver"]) & (
+            (pl.col("source_format") != "postfix") | (pl.col("status").str.to_lowercase() == "sent")
+        )
+        messages = (
+            onprem.group_by(keys)
+            .agg(
+                # `== False` / `== True`, not `~col` / `col`: a null (no domain, as the null sender of a
+                # bounce) must be neither, and `.any()` skips nulls.
+                (pl.col("sender_accepted") == False).any().alias("_s_no"),
+                (pl.col("sender_accepted") == True).any().alias("_s_yes"),
+                (pl.col("recipient_accepted") == False).any().alias("_r_no"),
+                (pl.col("recipient_accepted") == True).any().alias("_r_yes"),
+                passed_on.fill_null(False).any().alias("_passed"),
+                pl.col("message_id").drop_nulls().min().alias("_mid"),
+                pl.col("timestamp").min().alias("_first"),
+                pl.col("timestamp").max().alias("_last"),
+            )
+            .filter(pl.col("_s_no") & ~pl.col("_s_yes") & pl.col("_r_no") & ~pl.col("_r_yes") & pl.col("_passed"))
+        )
+        received = (
+            onprem.filter((pl.col("event") == "receive") & (pl.col("ip_class") == "other"))
+            .select(*keys, "client_ip")
+            .unique()
+        )
+        relayed = received.join(messages, on=keys, how="inner")
+        agg = relayed.group_by("client_ip").agg(
+            pl.len().cast(pl.Int64).alias("count"),
+            pl.col("_first").min().alias("first_seen"),
+            pl.col("_last").max().alias("last_seen"),
+            pl.coalesce(pl.col("_mid"), pl.col("message_key")).unique().sort().head(5).alias("sample_message_ids"),
+            pl.col("source_file").unique().sort().alias("servers"),
+        )
+        rows = onprem.join(relayed.select(*keys, "client_ip"), on=keys, how="inner")
+        return _with_tops(agg, rows, ["client_ip"], ["sender_domain", "recipient_domain"]).collect()
+
+    # ---- the grouped rules
+    def relay_rejected(self, ctx: Context) -> pl.DataFrame:
+        code = pl.coalesce(pl.col("enhanced_code"), pl.col("smtp_code").cast(pl.String))
+
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return day.filter(_relay_rejection()).with_columns(
+                pl.coalesce(pl.col("client_ip"), pl.lit("unknown")).alias("_source"), code.alias("_code"))
+
+        return _grouped(self.days, rows, ["_source", "_code"], tops=["sender_domain", "recipient_domain"])
+
+    def non_accepted_domain(self, ctx: Context, connectors: Sequence[str]) -> pl.DataFrame:
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return day.filter(
+                _INBOUND
+                & (pl.col("inbound_match") == "ip")
+                & pl.col("inbound_connector").is_in(list(connectors))
+                & (pl.col("sender_accepted") == False)  # null (no sender domain) is not evidence
+            )
+
+        return _grouped(self.days, rows, ["inbound_connector", "sender_domain"], tops=["client_ip"])
+
+    def direct_send(self, ctx: Context) -> pl.DataFrame:
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return day.filter(
+                _INBOUND
+                & pl.col("inbound_connector").is_null()
+                & pl.col("ip_class").is_in(["other", "private"])
+                & (pl.col("sender_accepted") == True)
+            )
+
+        return _grouped(self.days, rows, ["client_ip"], tops=["sender_domain", "recipient_domain"],
+                        minimum={"_class": "ip_class"})
+
+    def unrouted_inbound(self, ctx: Context, column: str, tops: Sequence[str]) -> pl.DataFrame:
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return day.filter(
+                _INBOUND
+                & pl.col("inbound_connector").is_null()
+                & (pl.col("ip_class") == "other")
+                & (pl.col("sender_accepted") != True).fill_null(True)  # "not True": null counts
+                & pl.col(column).is_not_null()
+            )
+
+        out = _grouped(self.days, rows, [column], tops=tops, distinct={"_ips": "client_ip"})
+        return out.filter(pl.col("count") >= ctx.options.unrouted_min_messages) if out.width else out
+
+    @staticmethod
+    def _inbound_with_domain(day: pl.LazyFrame) -> pl.LazyFrame:
+        return day.filter(_INBOUND & pl.col("sender_domain").is_not_null())
+
+    def inbound_sender_domains(self, ctx: Context) -> pl.Series:
+        return self._each(lambda day: self._inbound_with_domain(day).select(pl.col("sender_domain").unique())
+                          ).to_series().unique()
+
+    def partner_bypass(self, ctx: Context, mapping: pl.DataFrame) -> pl.DataFrame:
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return self._inbound_with_domain(day).join(mapping.lazy(), on="sender_domain", how="inner")
+
+        return _grouped(self.days, rows, ["_connector", "client_ip"], tops=["sender_domain"])
+
+    def outbound_bypass(self, ctx: Context, connectors: Sequence[OutboundConnector]) -> pl.DataFrame:
+        belongs = pl.any_horizontal([
+            (pl.col("outbound_connector") == c.name) & _domain_covered("recipient_domain", c.recipient_domains)
+            for c in connectors
+        ]).fill_null(False)
+
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return day.filter(
+                (pl.col("direction") == "outbound")
+                & pl.col("event").is_in(["send", "deliver"])
+                & pl.col("server_ip").is_not_null()
+                & belongs
+            )
+
+        return _grouped(self.days, rows, ["outbound_connector", "server_ip"], tops=["recipient_domain"])
+
+    def disabled_connector_traffic(self, ctx: Context) -> pl.DataFrame:
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return day.filter(pl.col("disabled_inbound_connector").is_not_null() & pl.col("inbound_connector").is_null())
+
+        return _grouped(self.days, rows, ["disabled_inbound_connector"], tops=["client_ip"],
+                        distinct={"_ips": "client_ip"})
+
+    def unused_connector(self, ctx: Context) -> dict[str, Any]:
+        counts = self._each(lambda day: day.select(
+            _INBOUND.sum().cast(pl.Int64).alias("inbound_rows"),
+            (pl.col("direction") == "outbound").sum().cast(pl.Int64).alias("outbound_rows"),
+        ))
+
+        def used(column: str) -> list[str]:
+            # distinct values as a unique() of the column: an implode in a select is not streamed
+            return self._each(lambda day: day.select(column).unique()).to_series().drop_nulls().unique().to_list()
+
+        return {
+            "inbound_rows": int(counts["inbound_rows"].sum()),
+            "outbound_rows": int(counts["outbound_rows"].sum()),
+            "inbound_used": used("inbound_connector"),
+            "outbound_used": used("outbound_connector"),
+        }
+
+    def attribution_mismatch(self, ctx: Context, outbound_only: Sequence[str]) -> pl.DataFrame:
+        # On-premises logs name the Exchange Server receive connector ("EX01\Default Frontend
+        # EX01") or nothing: never an Exchange Online inbound connector, so they cannot disagree.
+        logged = pl.col("connector_name").str.strip_chars()
+
+        def rows(day: pl.LazyFrame) -> pl.LazyFrame:
+            return (
+                day.filter(_INBOUND & ~pl.col("source_format").is_in(list(ONPREM_FORMATS)))
+                .with_columns(logged.alias("_logged"), logged.str.to_lowercase().alias("_key"))
+                .filter(
+                    pl.col("_logged").is_not_null()
+                    & (pl.col("_logged") != "")
+                    & ~pl.col("_logged").str.contains("\\", literal=True)
+                    & ~pl.col("_key").is_in(list(outbound_only))
+                    & (pl.col("_key") != pl.col("inbound_connector").str.strip_chars().str.to_lowercase())
+                    .fill_null(True)
+                )
+            )
+
+        return _grouped(self.days, rows, ["_key", "inbound_connector"], tops=["client_ip"],
+                        minimum={"_display": "_logged"})
