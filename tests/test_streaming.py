@@ -157,3 +157,45 @@ def test_findings_day_by_day_equal_findings_over_the_whole_period(tmp_path: Path
     assert findings.hotspots(days, connectors).equals(findings.hotspots(whole, connectors))
     assert (analyses.connector_usage(days, connectors)
             .equals(analyses.connector_usage(whole, connectors)))
+
+
+def test_findings_merge_exactly_over_any_split_of_the_records(tmp_path: Path) -> None:
+    """The merge does not rely on groups staying inside a partition: split the sample's records
+    row by row into three interleaved parts (every message then spans all three) and the findings,
+    hot spots and connector usage are still those of one pass over everything."""
+    result = _stream([SAMPLE / "logs"], tmp_path / "one")
+    connectors, domains = config.load_config(sorted((SAMPLE / "config").iterdir()))
+    whole = pl.read_parquet(sorted(result.records_dir.rglob("*.parquet"))).with_row_index("_i")
+    parts = [whole.filter(pl.col("_i") % 3 == k).drop("_i").lazy() for k in range(3)]
+    everything = whole.drop("_i").lazy()
+    got = findings.traffic_findings(parts, connectors, domains)
+    assert got.height >= 10
+    assert got.equals(findings.traffic_findings(everything, connectors, domains))
+    assert findings.hotspots(parts, connectors).equals(findings.hotspots(everything, connectors))
+    assert analyses.connector_usage(parts, connectors).equals(analyses.connector_usage(everything, connectors))
+
+
+def test_messages_spanning_parts_are_counted_once(tmp_path: Path) -> None:
+    """40 messages of 3 records each from one unrouted source, every message split over three
+    parts: the finding counts 120 records of 40 messages, as over the whole frame."""
+    result = _stream([SAMPLE / "logs"], tmp_path / "one")
+    connectors, domains = config.load_config(sorted((SAMPLE / "config").iterdir()))
+    template = (pl.read_parquet(sorted(result.records_dir.rglob("*.parquet")))
+                .filter((pl.col("direction") == "inbound") & pl.col("inbound_connector").is_null()
+                        & (pl.col("ip_class") == "other") & pl.col("sender_accepted").not_())
+                .head(1))
+    start = dt.datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    rows = pl.concat([template] * 120).with_columns(
+        pl.lit("198.18.7.9").alias("client_ip"),
+        (pl.int_range(0, 120) // 3).cast(pl.String).alias("message_key"),
+        pl.format("<m{}@example.net>", pl.int_range(0, 120) // 3).alias("message_id"),
+        (pl.lit(start) + pl.duration(minutes=pl.int_range(0, 120))).alias("timestamp"),
+        pl.int_range(0, 120).alias("source_line"),
+    )
+    parts = [rows.filter(pl.col("source_line") % 3 == k).lazy() for k in range(3)]
+    got = findings.traffic_findings(parts, connectors, domains).filter(pl.col("subject") == "198.18.7.9")
+    assert got.equals(findings.traffic_findings(rows.lazy(), connectors, domains)
+                      .filter(pl.col("subject") == "198.18.7.9"))
+    assert got["count"].to_list() == [120]
+    assert "120 records (40 messages)" in got["detail"][0]
+    assert got["sample_message_ids"].to_list() == [[f"<m{i}@example.net>" for i in (0, 10, 11, 12, 13)]]  # text order
