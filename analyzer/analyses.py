@@ -241,7 +241,7 @@ class RecordWriter:
             name = f"part-{index:08d}"
             target = self.root / f"date={_day_name(day)}" / f"{name}.parquet"
             target.parent.mkdir(parents=True, exist_ok=True)
-            part.drop("_day", "_key").write_parquet(target, compression="zstd", compression_level=1, statistics=True)
+            part.drop("_day", "_key").write_parquet(target, **_PARQUET)
             hashes = self.keys / _day_name(day) / f"{name}.npy"
             hashes.parent.mkdir(parents=True, exist_ok=True)
             np.save(hashes, part.get_column("_key").to_numpy())
@@ -272,11 +272,15 @@ class RecordWriter:
                 self.rows -= int((~fresh).sum())
                 kept = part.filter(mask)
                 if kept.height:
-                    kept.write_parquet(target, compression="zstd", statistics=True)
+                    kept.write_parquet(target, **_PARQUET)
                 else:
                     target.unlink()
         shutil.rmtree(self.keys, ignore_errors=True)
         return removed
+
+
+# zstd level 1: most of level 3's size at a lower cost (the records are written once per run)
+_PARQUET: dict = {"compression": "zstd", "compression_level": 1, "statistics": True}
 
 
 def _day_name(day: dt.date | None) -> str:
