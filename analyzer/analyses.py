@@ -4,8 +4,9 @@ what an admin must act on, and write the outputs.
 The rules are in docs/analysis.md; `analyzer.attribution` and `analyzer.findings` implement them
 as pure functions of (records, configuration, options), so the same records can be replayed
 against a proposed configuration. This module only wires them to the inputs and outputs:
-records stream batch by batch from the readers' spool through the attributor into
-Hive-partitioned Parquet, and the findings are computed lazily over that Parquet.
+records stream batch by batch from the readers' worker threads through the attributor into
+Hive-partitioned Parquet (`RecordWriter`), duplicates are then removed day by day, and the
+findings are computed over that Parquet one day partition at a time.
 """
 
 from __future__ import annotations
