@@ -42,6 +42,7 @@ import datetime as dt
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import numpy as np
@@ -1108,8 +1109,8 @@ def _grouped(
     keys: Sequence[str],
     *,
     tops: Sequence[str] = (),
-    distinct: Mapping[str, str] = {},
-    minimum: Mapping[str, str] = {},
+    distinct: Mapping[str, str] = MappingProxyType({}),
+    minimum: Mapping[str, str] = MappingProxyType({}),
 ) -> pl.DataFrame:
     """Per group of `keys` of ``rows(day)`` over every day: the basics (see `Aggregator`), the
     tops of `tops`, ``name`` = distinct values of ``column`` (a null counting as one) for each
@@ -1147,8 +1148,6 @@ def _grouped(
         }
         for name, result in zip(queries, _collect(list(queries.values()))):
             parts.setdefault(name, []).append(result)
-    if not parts:
-        return pl.DataFrame()
     base = pl.concat(parts["base"]).group_by(keys).agg(
         pl.col("count").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
         *[pl.col(name).min() for name in minimum])
@@ -1184,6 +1183,8 @@ class _PolarsAggregator:
 
     def __init__(self, records: pl.LazyFrame | Sequence[pl.LazyFrame]) -> None:
         self.days = [records] if isinstance(records, pl.LazyFrame) else list(records)
+        if not self.days:
+            raise ValueError("no records: give a LazyFrame, or at least one day partition")
         self._windows: pl.DataFrame | None = None
 
     def _each(self, query: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.DataFrame:
