@@ -30,7 +30,7 @@ from analyzer.ranges import load_table
 from analyzer.state import State, digest
 
 __all__ = ["Analysis", "Options", "RecordWriter", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
-           "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
+           "findings_and_hotspots", "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
 
 SEVERITIES = findings.SEVERITIES
 
@@ -172,30 +172,43 @@ def analyze(
     timings["records"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    record_parts = sorted(records_dir.rglob("*.parquet"))
-    lazy = pl.scan_parquet(record_parts, hive_partitioning=True) if record_parts else None
     days = list(_io.record_days(records_dir))
-    if lazy is not None and window is not None:
-        newest = lazy.select(pl.col("timestamp").max()).collect().item()
+    if days and window is not None:
+        newest = pl.concat(days).select(pl.col("timestamp").max()).collect().item()
         if newest is not None:
-            lazy = lazy.filter(pl.col("timestamp") > newest - window)
             days = [day.filter(pl.col("timestamp") > newest - window) for day in days]
-    found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
-    fopts = options.findings
-    if tables and not fopts.ip_tables:
-        fopts = replace(fopts, ip_tables=tuple(tables))
-    if lazy is not None:
-        # day partition by day partition: memory bounded by a day of records, not the period
-        found.append(findings.traffic_findings(days, connectors, domains, fopts))
-        spots = findings.hotspots(days, connectors, fopts)
-        usage = connector_usage(days, connectors)
-    else:
-        spots = pl.DataFrame(schema=findings.HOTSPOTS_SCHEMA)
-        usage = connector_usage(None, connectors)
-    all_findings = findings.sort_findings(pl.concat([f.cast(findings.FINDINGS_SCHEMA) for f in found]))
+    # day partition by day partition: memory bounded by a day of records, not the period
+    aggregator = findings.PolarsAggregator(days) if days else None
+    all_findings, spots = findings_and_hotspots(aggregator, connectors, domains, clouds=clouds, tables=tables,
+                                                options=options.findings)
+    usage = connector_usage(days or None, connectors)
     timings["findings"] = time.perf_counter() - t
     return Analysis(records_dir, all_findings, spots, usage, totals, rejects, [str(p) for p in configs],
                     [str(p) for p in logs], timings, count, state, run_key)
+
+
+def findings_and_hotspots(
+    aggregator: findings.Aggregator | None,
+    connectors: config.Connectors,
+    domains: Sequence[config.AcceptedDomain],
+    *,
+    clouds: Mapping[str, tuple[PrefixTable, list[str]]],
+    tables: Mapping[str, object],
+    options: findings.Options,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every finding (configuration and traffic, sorted) and the hot spots over the records behind
+    `aggregator` (any engine's; None when there are no records). One aggregator serves both, so
+    the deferral windows are computed once. `tables` are the ``--ip-table`` names: the rules group
+    unrouted traffic by their label columns."""
+    found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
+    if tables and not options.ip_tables:
+        options = replace(options, ip_tables=tuple(tables))
+    if aggregator is None:
+        spots = pl.DataFrame(schema=findings.HOTSPOTS_SCHEMA)
+    else:
+        found.append(findings.traffic_findings_from(aggregator, connectors, options))
+        spots = findings.hotspots_from(aggregator, connectors, options)
+    return findings.sort_findings(pl.concat([f.cast(findings.FINDINGS_SCHEMA) for f in found])), spots
 
 
 class RecordWriter:

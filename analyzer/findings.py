@@ -6,7 +6,7 @@ two so that the same rules run on more than one engine:
 
 * the *aggregation*: filters and group-bys over every record (millions of rows, or billions on
   Spark), giving a small frame of candidate rows (one per candidate finding, per distinct IP or
-  per (source, window)). It is a method of an `Aggregator`: `_PolarsAggregator` here runs lazy
+  per (source, window)). It is a method of an `Aggregator`: `PolarsAggregator` here runs lazy
   polars queries over a `LazyFrame` (usually scanned from Parquet); `analyzer.spark` runs the
   same aggregations in Spark SQL. The methods' docstrings say which columns each returns.
 * the *rule*, ``_<kind>(aggregator, ctx) -> DataFrame``, shared by every engine: what depends on
@@ -60,6 +60,7 @@ __all__ = [
     "Aggregator",
     "Context",
     "Options",
+    "PolarsAggregator",
     "hotspots",
     "hotspots_from",
     "sort_findings",
@@ -145,7 +146,7 @@ def traffic_findings(
     traffic rules read those columns and never re-derive them.
     """
     del domains  # see the docstring: attribution already applied them
-    return traffic_findings_from(_PolarsAggregator(records), connectors, options)
+    return traffic_findings_from(PolarsAggregator(records), connectors, options)
 
 
 def hotspots(records: pl.LazyFrame | Sequence[pl.LazyFrame], connectors: Connectors,
@@ -153,7 +154,7 @@ def hotspots(records: pl.LazyFrame | Sequence[pl.LazyFrame], connectors: Connect
     """The ``hotspots.parquet`` table: deferrals per (source, window), the source's background,
     whether the window is hot and the inbound connector covering the source; sorted by source
     and window. `records` as in `traffic_findings`."""
-    return hotspots_from(_PolarsAggregator(records), connectors, options)
+    return hotspots_from(PolarsAggregator(records), connectors, options)
 
 
 def traffic_findings_from(aggregator: Aggregator, connectors: Connectors, options: Options = Options()) -> pl.DataFrame:
@@ -1176,7 +1177,7 @@ def _grouped(
 _MESSAGE_SEED = 0x6D657373
 
 
-class _PolarsAggregator:
+class PolarsAggregator:
     """`Aggregator` over attributed records given as polars LazyFrames, usually one per day
     partition of a records/ folder: every rule aggregates day by day and merges (`_grouped`),
     so memory is bounded by a day of records whatever the period."""

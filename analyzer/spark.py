@@ -31,7 +31,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -844,19 +844,15 @@ def analyze(
     stored = spark.read.schema(T.StructType(attributed.schema.fields + [T.StructField("date", T.DateType())])) \
         .parquet(out.records_uri)
     count = stored.count()
-    found = [attribution.config_findings(connectors, domains, cloud_tables=clouds)]
-    fopts = options.findings
-    if tables and not fopts.ip_tables:
-        fopts = replace(fopts, ip_tables=tuple(tables))
     if count:
         with SparkAggregator(stored) as aggregator:
-            found.append(findings.traffic_findings_from(aggregator, connectors, fopts))
-            spots = findings.hotspots_from(aggregator, connectors, fopts)
+            all_findings, spots = analyses.findings_and_hotspots(aggregator, connectors, domains, clouds=clouds,
+                                                                 tables=tables, options=options.findings)
         usage = connector_usage(stored, connectors)
     else:
-        spots = pl.DataFrame(schema=findings.HOTSPOTS_SCHEMA)
+        all_findings, spots = analyses.findings_and_hotspots(None, connectors, domains, clouds=clouds,
+                                                             tables=tables, options=options.findings)
         usage = connector_usage(None, connectors)
-    all_findings = findings.sort_findings(pl.concat([f.cast(findings.FINDINGS_SCHEMA) for f in found]))
     timings["findings"] = time.perf_counter() - t
 
     # outputs of an earlier CLI run in the same folder would describe other records
