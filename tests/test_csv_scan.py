@@ -19,7 +19,10 @@ def test_compiled_scanner_is_in_use() -> None:
     assert _csv.SCANNER == "compiled"
 
 
-PIECES = [b"a", b"bc", b",", b'"', b'""', b"\n", b"\r\n", b"\r", b"x,y", b'"q,\nr"', b"\xc3\xa9"]
+# the long pieces put whole 8-byte words without quotes or line breaks (the scanner's fast path)
+# inside and outside quotes, with separators anywhere in the word
+PIECES = [b"a", b"bc", b",", b'"', b'""', b"\n", b"\r\n", b"\r", b"x,y", b'"q,\nr"', b"\xc3\xa9",
+          b"abcdefghijklmnop", b"a,b,c,d,e,f,g,h,i", b",,,,,,,,,", b"\xff\x80\x7f,\x01\x00abcd"]
 
 
 def _same(a: tuple, b: tuple) -> bool:
@@ -27,10 +30,11 @@ def _same(a: tuple, b: tuple) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.lists(st.sampled_from(PIECES), max_size=40), st.booleans(), st.integers(1, 10**9))
-def test_compiled_equals_numpy_twin(pieces: list[bytes], final: bool, first_line: int) -> None:
+@given(st.lists(st.sampled_from(PIECES + [b"a;b\tc;", b"\t\t;;"]), max_size=40), st.booleans(),
+       st.integers(1, 10**9), st.sampled_from([44, 59, 9]))
+def test_compiled_equals_numpy_twin(pieces: list[bytes], final: bool, first_line: int, separator: int) -> None:
     data = b"".join(pieces)
-    assert _same(_scan(data, first_line, 44, final), _csv.scan_numpy(data, first_line, 44, final))
+    assert _same(_scan(data, first_line, separator, final), _csv.scan_numpy(data, first_line, separator, final))
 
 
 @settings(max_examples=200, deadline=None)
