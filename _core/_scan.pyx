@@ -2,8 +2,8 @@
 """Compiled CSV record scanner: record boundaries, start lines and field counts of a chunk.
 
 The pure-Python twin (numpy) is analyzer.readers._csv.Scanner; analyzer.readers._csv picks
-this one when it is built. One call per chunk; the loop runs without the GIL, eight bytes at a time between quotes
-and line breaks.
+this one when it is built. One call per chunk; the loop runs without the GIL, eight bytes at a
+time between quotes and line breaks.
 """
 
 from libc.stdint cimport uint8_t, int64_t, uint64_t
