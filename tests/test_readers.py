@@ -1165,3 +1165,33 @@ def test_batches_remove_the_same_duplicates_as_the_frame() -> None:
     batches = list(result.batches())
     assert len(batches) > 2  # several spool parts, duplicates across parts
     assert_frame_equal(pl.concat(batches), result.frame.collect())
+
+
+def test_date_order_decided_by_the_first_culture_batch_whatever_the_workers_finish_first(tmp_path):
+    # Workers convert batches while the order is undecided; a batch whose dates need the order
+    # comes back to be decided in file order. ISO batches first, then ambiguous en-US dates, then
+    # a day above 12: the ambiguous batch decides (assumed month first, from the AM/PM clock) and
+    # the later day-first date is rejected, exactly as strict (in line) reading does.
+    header = "Received,SenderAddress,RecipientAddress,Subject,Status,ToIP,FromIP,Size,MessageTraceId,MessageId"
+    rows = [header]
+    for i in range(900):
+        if i < 300:
+            stamp = f"2025-03-07T14:{i // 60:02d}:{i % 60:02d}"
+        elif i < 899:
+            stamp = f"3/7/2025 2:{i // 60 % 60:02d}:{i % 60:02d} PM"
+        else:
+            stamp = "25/3/2025 2:00:00 PM"
+        rows.append(f"{stamp},a@contoso.com,b@fabrikam.com,s {i},Delivered,,198.51.100.7,{i},"
+                    f"00000000-0000-4000-8000-{i:012d},<m{i}@contoso.com>")
+    path = tmp_path / "trace_mixed.csv"
+    path.write_text("\n".join(rows) + "\n")
+    frame, result = load(path, batch_bytes=2048)
+    assert frame.height == 899
+    assert frame["timestamp"][0] == at(2025, 3, 7, 14, 0, 0)
+    assert frame["timestamp"][300] == at(2025, 3, 7, 14, 5, 0)  # month first
+    rejects = result.rejects().collect()
+    assert rejects["source_line"].to_list() == [901]
+    assert rejects["reason"].to_list() == ["expected a date and time (month/day/year in this file), "
+                                           "got '25/3/2025 2:00:00 PM'"]
+    assert report(result)["notes"] == ["dates read as month/day/year (ambiguous: no day above 12; assumed from the "
+                                       "AM/PM clock (en-US))"]

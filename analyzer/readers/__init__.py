@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from analyzer._text import TextSource
 from analyzer.errors import InputError, location
 from analyzer.readers import _csv, _json
-from analyzer.readers._dates import DateOrder, decide_order, parse_timestamps
+from analyzer.readers._dates import CULTURE_DATE, DateOrder, decide_order, parse_timestamps
 from analyzer.readers._formats import MSGTRK_FIELDS, NEEDED, detect_columns, key, looks_like_config, normalize
 from analyzer.readers._schema import DIRECTIONS, EVENTS, FORMATS, SCHEMA, finalize
 
@@ -550,8 +550,13 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
 
     def settle(limit: int) -> None:
         while len(pending) > limit:
-            future, ragged = pending.popleft()
-            kept, rows = future.result()
+            future, ragged, args = pending.popleft()
+            result = future.result()
+            if isinstance(result, _NeedsOrder):
+                # the first such batch in file order decides, exactly as if read in line
+                _decide_dates(det.format, result.raw, order, opts, report)
+                result = _convert(det.format, result.raw, path, replace(order), *args[5:])
+            kept, rows = result
             _settle(path, kept, sorted(ragged + rows), opts, report, spool)
 
     try:
@@ -604,10 +609,10 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                 parse_args = (data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep, lines[good],
                               det.separator)
                 raw: pl.DataFrame | None = None
-                if order.how == "undecided":
-                    # the file's first rows settle its date order before any batch is converted;
-                    # only the timestamp column is parsed here, the workers parse the rest (ISO
-                    # stamps never settle an order, so this runs for every batch of such files)
+                if pool is None and order.how == "undecided":
+                    # strict mode converts in line: settle the date order from the batch first
+                    # (with workers, a batch whose dates need the order comes back unconverted
+                    # and is settled in file order: see `_parse_convert`)
                     stamp = [i for i, name in enumerate(cols) if name == _ts_column(det.format, cols)]
                     if stamp:
                         _decide_dates(det.format, _parse(*parse_args[:4], stamp, *parse_args[5:]), order, opts,
@@ -623,7 +628,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                     kept, rows = _parse_convert(*args)
                     _settle(path, kept, sorted(ragged_rows + rows), opts, report, spool)
                 else:
-                    pending.append((pool.submit(_parse_convert, *args), ragged_rows))
+                    pending.append((pool.submit(_parse_convert, *args), ragged_rows, args))
                     settle(2)
         settle(0)
     finally:
@@ -640,11 +645,27 @@ def _parse(data: bytes, spans: list[tuple[int, int]], count: int, cols: list[str
     return raw.with_columns(pl.Series("source_line", lines))
 
 
+@dataclass
+class _NeedsOrder:
+    """A batch handed back unconverted: its dates need the file's day/month order, undecided
+    when the batch was handed out."""
+
+    raw: pl.DataFrame
+
+
 def _parse_convert(fmt: str, raw: pl.DataFrame | None, parse_args: tuple, path: Path, order: DateOrder,
-                   raw_text: callable, spool: _Spool, index: int) -> tuple[int, list[tuple[int, str, str, str]]]:
-    """Worker: parse the batch's records (unless already parsed) and convert them."""
+                   raw_text: callable, spool: _Spool, index: int
+                   ) -> tuple[int, list[tuple[int, str, str, str]]] | _NeedsOrder:
+    """Worker: parse the batch's records (unless already parsed) and convert them. While the
+    file's date order is undecided, a batch with culture-form dates (the only ones it changes)
+    comes back unconverted, for the main thread to decide in file order; ISO and other stamps
+    convert the same whatever the order, so most files never wait."""
     if raw is None:
         raw = _parse(*parse_args)
+    if order.how == "undecided" and raw.height:
+        name = _ts_column(fmt, raw.columns)
+        if name in raw.columns and raw.get_column(name).str.contains(CULTURE_DATE).any():
+            return _NeedsOrder(raw)
     return _convert(fmt, raw, path, order, raw_text, spool, index)
 
 

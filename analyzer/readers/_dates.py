@@ -24,6 +24,11 @@ _CULTURE = (r"^(\d{1,2})([./-])(\d{1,2})[./-](\d{4})(?:,?\s+(\d{1,2}):(\d{2})(?:
 _ODATA = r"^/Date\((-?\d+)([+-]\d{4})?\)/$"
 
 
+#: The start of a culture-form date ("25/12/2026", "12.25.2026"): the only form whose reading
+#: depends on the day/month order.
+CULTURE_DATE = r"^\s*\d{1,2}[./-]"
+
+
 @dataclass
 class DateOrder:
     """The per-file decision for culture-formatted dates: ``"dmy"`` or ``"mdy"``, and how it was
@@ -67,7 +72,7 @@ def decide_order(values: pl.Series, state: DateOrder, forced: str | None = None)
         # contradicts it fails to parse and its rows are rejected, visibly, rather than the
         # file being read half one way and half the other
         return state
-    if not values.head(10_000).str.contains(r"^\s*\d{1,2}[./-]").any():
+    if not values.head(10_000).str.contains(CULTURE_DATE).any():
         return state  # ISO or /Date()/ stamps: there is no day/month order to decide
     parts = values.drop_nulls().str.strip_chars().str.extract_groups(_CULTURE).struct.unnest()
     parts = parts.filter(pl.col("1").is_not_null())
