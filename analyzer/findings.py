@@ -474,7 +474,9 @@ class Aggregator(Protocol):
 
     def partner_bypass(self, ctx: Context, mapping: pl.DataFrame) -> pl.DataFrame:
         """Inbound rows joined with `mapping` (``sender_domain`` -> ``_connector``, one row per
-        pair), per (``_connector``, ``client_ip``): basics and the tops of ``sender_domain``."""
+        pair), per (``_connector``, ``client_ip``): basics and the tops of ``sender_domain``.
+        Groups whose ``client_ip`` is inside the connector's ranges may be left out (the rule
+        drops them): rows matched to ``_connector`` by IP can be skipped before grouping."""
         ...
 
     def outbound_bypass(self, ctx: Context, connectors: Sequence[OutboundConnector]) -> pl.DataFrame:
@@ -716,7 +718,10 @@ def _relay_rejection() -> pl.Expr:
     re-running `classify` on millions of distinct NDR texts would be far slower). The text tests
     run on the response with line breaks unfolded, as `classify` does."""
     enh = pl.col("enhanced_code")
-    text = pl.col("smtp_response").str.replace_all(LINE_BREAK, " ")
+    # the text only where a code leaves the question open: the regexes then skip every
+    # delivered or deferred row (nulls cost nothing)
+    open_question = ((enh == "5.7.1") | (enh == "5.4.1") | (enh.is_null() & (pl.col("smtp_code") >= 500))).fill_null(False)
+    text = pl.when(open_question).then(pl.col("smtp_response")).str.replace_all(LINE_BREAK, " ")
     says_relay = text.str.contains(_RELAY_TEXT).fill_null(False)
     return (
         enh.is_in(list(RELAY_REJECTION_CODES)).fill_null(False)
@@ -1375,8 +1380,15 @@ class PolarsAggregator:
                           ).to_series().unique()
 
     def partner_bypass(self, ctx: Context, mapping: pl.DataFrame) -> pl.DataFrame:
+        domains = mapping.get_column("sender_domain").unique()
+
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
-            return self._inbound_with_domain(day).join(mapping.lazy(), on="sender_domain", how="inner")
+            # A record matched to the connector by IP is inside its ranges: leave the partner's
+            # regular traffic out before grouping (the rule drops those groups anyway).
+            return (self._inbound_with_domain(day).filter(pl.col("sender_domain").is_in(domains.to_list()))
+                    .join(mapping.lazy(), on="sender_domain", how="inner")
+                    .filter(~((pl.col("inbound_match") == "ip") & (pl.col("inbound_connector") == pl.col("_connector")))
+                            .fill_null(True)))
 
         return _grouped(self.days, rows, ["_connector", "client_ip"], tops=["sender_domain"])
 
@@ -1424,10 +1436,15 @@ class PolarsAggregator:
         # On-premises logs name the Exchange Server receive connector ("EX01\Default Frontend
         # EX01") or nothing: never an Exchange Online inbound connector, so they cannot disagree.
         logged = pl.col("connector_name").str.strip_chars()
+        # A name equal to the attributed connector's cannot disagree: the cheap tests first, so
+        # only the other records are trimmed and lower-cased (most carry the name they matched).
+        candidate = (_INBOUND & ~pl.col("source_format").is_in(list(ONPREM_FORMATS))
+                     & pl.col("connector_name").is_not_null()
+                     & (pl.col("connector_name") != pl.col("inbound_connector")).fill_null(True))
 
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
             return (
-                day.filter(_INBOUND & ~pl.col("source_format").is_in(list(ONPREM_FORMATS)))
+                day.filter(candidate)
                 .with_columns(logged.alias("_logged"), logged.str.to_lowercase().alias("_key"))
                 .filter(
                     pl.col("_logged").is_not_null()
