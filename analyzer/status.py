@@ -67,6 +67,8 @@ import re
 from dataclasses import dataclass
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = ["CATEGORIES", "Status", "classify", "classify_column"]
 
@@ -85,6 +87,10 @@ CATEGORIES: tuple[str, ...] = (
     "success",
     "none",
 )
+
+
+#: A dotted quad in canonical form (no leading zeros, each octet 0-255).
+CANONICAL_V4 = r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,8 +278,13 @@ def classify_column(values: pl.Series) -> pl.DataFrame:
     Nulls give ``category="none"`` and nulls elsewhere.
     """
     texts = values if values.dtype == pl.String else values.cast(pl.String)
-    texts = texts.rename(_KEY)
-    frame = texts.drop_nulls().unique().to_frame().with_columns(
+    # Arrow's dictionary encoding gives the distinct replies and, per row, the index of its own:
+    # a gather puts the results back in row order (cheaper than joining on the text)
+    arr = texts.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    encoded = pc.dictionary_encode(arr)
+    frame = pl.Series(_KEY, encoded.dictionary, dtype=pl.String).to_frame().with_columns(
         pl.col(_KEY).str.extract(_IP_IN_REPLY, 2).alias("_ip"),
         pl.col(_KEY).str.replace(_IP_IN_REPLY, "${1}" + _PLACEHOLDER + "${3}").alias("_template"),
     )
@@ -291,16 +302,18 @@ def classify_column(values: pl.Series) -> pl.DataFrame:
         },
         schema={"_template": pl.String(), **_SCHEMA},
     )
-    distinct = frame.join(table, on="_template", how="left")
+    distinct = frame.join(table, on="_template", how="left", maintain_order="left")
     placeholder = (pl.col("throttled_ip") == _PLACEHOLDER) & pl.col("_ip").is_not_null()
     canonical = {}
-    for ip in distinct.filter(placeholder).get_column("_ip").unique().to_list():
+    named = distinct.filter(placeholder).get_column("_ip").unique()
+    # dotted quads without leading zeros are canonical already: Python sees only the others
+    for ip in named.filter(~named.str.contains(CANONICAL_V4)).to_list():
         try:
             canonical[ip] = str(ipaddress.ip_address(ip))
         except ValueError:
             canonical[ip] = None
     distinct = distinct.with_columns(
-        pl.when(placeholder).then(pl.col("_ip").replace_strict(canonical, default=None, return_dtype=pl.String))
+        pl.when(placeholder).then(pl.col("_ip").replace(canonical))
         .otherwise(pl.col("throttled_ip")).alias("throttled_ip")
     )
     # The address was not one after all ("from [1.2.3]"): classify() would have looked further
@@ -312,12 +325,11 @@ def classify_column(values: pl.Series) -> pl.DataFrame:
             pl.when(odd).then(pl.col(_KEY).replace_strict(redo, default=None, return_dtype=pl.String))
             .otherwise(pl.col("throttled_ip")).alias("throttled_ip")
         )
-    joined = texts.to_frame().join(distinct.drop("_ip", "_template"), on=_KEY, how="left",
-                                   maintain_order="left")
-    return joined.select(
-        pl.col("smtp_code"),
-        pl.col("enhanced_code"),
-        pl.col("ms_code"),
-        pl.col("throttled_ip"),
-        pl.col("category").fill_null("none"),
+    index = pl.Series("_i", encoded.indices, dtype=pl.UInt32)  # null for a null reply
+    return distinct.select(
+        pl.col("smtp_code").gather(index),
+        pl.col("enhanced_code").gather(index),
+        pl.col("ms_code").gather(index),
+        pl.col("throttled_ip").gather(index),
+        pl.col("category").gather(index).fill_null("none"),
     )

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.status import classify_column
+from analyzer.status import CANONICAL_V4, classify_column
 
 UTC = "UTC"
 TIMESTAMP = pl.Datetime("us", UTC)
@@ -54,8 +54,6 @@ DIRECTIONS = ("inbound", "outbound", "internal", "unknown")
 EVENTS = ("receive", "send", "deliver", "defer", "fail", "drop", "expand", "redirect", "resolve",
           "submit", "other")
 
-# Dotted quads without leading zeros are already canonical: most client IPs skip Python entirely.
-_CANONICAL_V4 = r"^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$"
 
 
 def canonical_ip(text: str | None) -> str | None:
@@ -82,7 +80,8 @@ def canonical_ip_column(values: pl.Series) -> pl.Series:
     """`canonical_ip` over a column, computed once per distinct non-canonical value."""
     values = values.cast(pl.String)
     distinct = values.drop_nulls().unique()
-    others = distinct.filter(~distinct.str.contains(_CANONICAL_V4))
+    # dotted quads without leading zeros are already canonical: most client IPs skip Python
+    others = distinct.filter(~distinct.str.contains(CANONICAL_V4))
     if others.len() == 0:
         return values
     mapping = {v: canonical_ip(v) for v in others.to_list()}
@@ -120,14 +119,8 @@ def finalize(frame: pl.DataFrame, source_format: str, source_file: str) -> pl.Da
     when the format did not give them; `smtp_response` is parsed into the code columns (codes the
     format logged itself, such as Postfix's ``dsn=``, are kept when the text has none).
     """
-    n = frame.height
-    columns: dict[str, pl.Series] = {}
-    for name, dtype in SCHEMA.items():
-        if name in frame.columns:
-            columns[name] = frame.get_column(name)
-        else:
-            columns[name] = pl.Series(name, [None] * n, dtype=dtype) if n else pl.Series(name, [], dtype=dtype)
-    out = pl.DataFrame(columns)
+    out = frame.select([pl.col(name) if name in frame.columns else pl.lit(None, dtype=dtype).alias(name)
+                        for name, dtype in SCHEMA.items()])
     for name in ("client_ip", "server_ip"):
         out = out.with_columns(canonical_ip_column(out.get_column(name)).alias(name))
     sender, sender_domain = _address_and_domain(out.get_column("sender"))
