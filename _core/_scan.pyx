@@ -1,9 +1,11 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled CSV record scanner: record boundaries, start lines and field counts of a chunk.
+"""Compiled text scanning for the readers: CSV record boundaries, start lines and field counts
+of a chunk (`scan`), and ISO 8601 timestamps (`iso_timestamps`).
 
-The pure-Python twin (numpy) is analyzer.readers._csv.Scanner; analyzer.readers._csv picks
-this one when it is built. One call per chunk; the loop runs without the GIL, eight bytes at a
-time between quotes and line breaks.
+The pure-Python twins are analyzer.readers._csv.scan_numpy (numpy) and the polars strptime in
+analyzer.readers._dates; those modules pick these when they are built. One call per chunk or
+column; the loops run without the GIL (`scan`'s eight bytes at a time between quotes and line
+breaks).
 """
 
 from libc.stdint cimport uint8_t, int64_t, uint64_t
@@ -127,3 +129,93 @@ def scan(const uint8_t[::1] data, int64_t first_line, int separator=44, bint fin
         out.newlines = 0
     k = out.count
     return starts[:k], ends[:k], lines[:k], fields[:k], out.consumed, out.newlines
+
+
+# ---- ISO 8601 timestamps ---------------------------------------------------------------------
+
+cdef inline int _digits(const uint8_t *p, int n, int64_t *value) noexcept nogil:
+    cdef int i
+    cdef int64_t v = 0
+    for i in range(n):
+        if p[i] < 48 or p[i] > 57:
+            return 0
+        v = v * 10 + (p[i] - 48)
+    value[0] = v
+    return 1
+
+
+cdef inline int64_t _days_from_civil(int64_t y, int64_t m, int64_t d) noexcept nogil:
+    # days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm), y >= 1
+    y -= m <= 2
+    cdef int64_t era = y // 400
+    cdef int64_t yoe = y - era * 400
+    cdef int64_t doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    cdef int64_t doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+cdef int _iso(const uint8_t *p, int64_t n, int64_t *micros) noexcept nogil:
+    """``YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z]`` as microseconds since the epoch (fraction truncated);
+    0 for anything else, including impossible dates and a 60th second."""
+    cdef int64_t year, month, day, hour, minute, second, frac = 0, k, digits = 0
+    cdef int64_t month_days
+    if n > 0 and p[n - 1] == 90:  # 'Z'
+        n -= 1
+    if n < 19 or p[4] != 45 or p[7] != 45 or p[10] != 84 or p[13] != 58 or p[16] != 58:
+        return 0
+    if not (_digits(p, 4, &year) and _digits(p + 5, 2, &month) and _digits(p + 8, 2, &day)
+            and _digits(p + 11, 2, &hour) and _digits(p + 14, 2, &minute) and _digits(p + 17, 2, &second)):
+        return 0
+    if n > 19:
+        if p[19] != 46 or n == 20 or n > 29:  # '.', then 1 to 9 digits
+            return 0
+        for k in range(20, n):
+            if p[k] < 48 or p[k] > 57:
+                return 0
+            if digits < 6:
+                frac = frac * 10 + (p[k] - 48)
+                digits += 1
+        while digits < 6:
+            frac *= 10
+            digits += 1
+    if year < 1 or month < 1 or month > 12 or day < 1 or hour > 23 or minute > 59 or second > 59:
+        return 0
+    if month == 2:
+        month_days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        month_days = 30
+    else:
+        month_days = 31
+    if day > month_days:
+        return 0
+    micros[0] = ((_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second)
+                 * 1000000 + frac)
+    return 1
+
+
+def iso_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data):
+    """Parse each string of an Arrow large_string array (its `offsets` and `data` buffers) of the
+    form ``YYYY-MM-DDTHH:MM:SS[.f][Z]``: ``(micros, ok)``, microseconds since the epoch (UTC)
+    and whether the string had that form and a real date. `ok` is False for any other text,
+    which the caller parses the general way."""
+    cdef Py_ssize_t n = offsets.shape[0] - 1 if offsets.shape[0] else 0
+    micros = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=np.bool_)
+    cdef int64_t[::1] m = micros
+    cdef uint8_t[::1] good = ok.view(np.uint8)
+    cdef Py_ssize_t i
+    cdef int64_t lo, hi
+    cdef int64_t size = data.shape[0]
+    cdef const uint8_t *base = &data[0] if size else NULL
+    if n == 0:
+        return micros, ok
+    for i in range(n + 1):
+        if offsets[i] < 0 or offsets[i] > size or (i and offsets[i] < offsets[i - 1]):
+            raise ValueError(f"offsets[{i}] = {offsets[i]} is outside the data ({size} bytes) or decreasing")
+    with nogil:
+        for i in range(n):
+            lo = offsets[i]
+            hi = offsets[i + 1]
+            if hi > lo:
+                good[i] = _iso(base + lo, hi - lo, &m[i])
+    return micros, ok

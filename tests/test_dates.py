@@ -1,0 +1,95 @@
+"""The compiled ISO 8601 timestamp parser against polars' strptime, its pure-Python twin."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analyzer.readers import _dates
+
+iso_timestamps = pytest.importorskip("analyzer._scan").iso_timestamps  # CI checks it is built
+
+
+def test_compiled_parser_is_in_use() -> None:
+    assert _dates._iso_timestamps is iso_timestamps
+
+
+def _stamp(d: dt.datetime, fraction: str, zone: str, sep: str) -> str:
+    return f"{d.year:04d}-{d.month:02d}-{d.day:02d}{sep}{d.hour:02d}:{d.minute:02d}:{d.second:02d}{fraction}{zone}"
+
+
+near_iso = st.builds(
+    _stamp,
+    st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59)),
+    st.one_of(st.just(""), st.just("."), st.text("0123456789", min_size=1, max_size=11).map(lambda d: "." + d)),
+    st.sampled_from(["", "Z", "z", "ZZ", " ", "+01:00"]),
+    st.sampled_from(["T", "T", "T", " ", "t"]),
+)
+
+
+def _mutate(text: str, position: int, char: str) -> str:
+    i = position % (len(text) + 1)
+    return text[:i] + char + text[i + 1:]
+
+
+texts = st.one_of(
+    near_iso,
+    # one character changed anywhere: impossible months, days, hours, stray letters, leap days
+    st.builds(_mutate, near_iso, st.integers(0, 40), st.sampled_from(list("0123459:-.TZ x/"))),
+    st.text(max_size=32),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.one_of(st.none(), texts), max_size=30))
+def test_fast_path_equals_polars_strptime(values: list[str | None]) -> None:
+    series = pl.Series(values, dtype=pl.String)
+    # as integers: polars also reads year 0, which Python's datetime cannot hold
+    assert _dates.iso_fast(series).cast(pl.Int64).to_list() == _dates._iso_polars(series).cast(pl.Int64).to_list()
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_iso)
+def test_compiled_parser_takes_the_plain_form_and_agrees(text: str) -> None:
+    arr = pl.Series([text]).to_arrow()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: 2]
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+    micros, ok = iso_timestamps(offsets, data)
+    expected = _dates._iso_polars(pl.Series([text])).cast(pl.Int64)[0]
+    if ok[0]:
+        assert micros[0] == expected
+    plain = ("T" in text and text.rstrip("Z").count(".") <= 1 and len(text.rstrip("Z")) != 20
+             and len(text.rstrip("Z")) <= 29 and text.count("Z") <= 1 and " " not in text and "+" not in text
+             and "z" not in text and "t" not in text)
+    if plain:  # the form every export writes: the compiled parser must take it, not pass it on
+        assert ok[0]
+
+
+def test_leap_days_impossible_dates_and_the_60th_second() -> None:
+    values = ["2024-02-29T12:00:00", "2023-02-29T12:00:00", "2100-02-29T00:00:00", "2000-02-29T00:00:00",
+              "2026-04-31T00:00:00", "2026-13-01T00:00:00", "2026-12-31T24:00:00", "2026-12-31T23:59:60",
+              "2026-11-01T13:07:28.2457980Z", "1969-12-31T23:59:59.9"]
+    got = _dates.iso_fast(pl.Series(values)).to_list()
+    assert got[0] == dt.datetime(2024, 2, 29, 12)
+    assert got[1] is None and got[2] is None
+    assert got[3] == dt.datetime(2000, 2, 29)
+    assert got[4] is None and got[5] is None and got[6] is None
+    assert got[8] == dt.datetime(2026, 11, 1, 13, 7, 28, 245798)  # 100 ns ticks truncated
+    assert got[9] == dt.datetime(1969, 12, 31, 23, 59, 59, 900000)
+    assert got == _dates._iso_polars(pl.Series(values)).to_list()
+
+
+def test_offsets_outside_the_data_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"offsets\[1\] = 9 is outside the data \(4 bytes\) or decreasing"):
+        iso_timestamps(np.array([0, 9], dtype=np.int64), np.frombuffer(b"2026", dtype=np.uint8))
+
+
+def test_sliced_and_chunked_columns() -> None:
+    values = pl.concat([pl.Series(["2026-01-01T00:00:00", None]), pl.Series(["x", "2026-01-02T00:00:00Z"])],
+                       rechunk=False)
+    assert _dates.iso_fast(values.slice(1, 3)).to_list() == [None, None, dt.datetime(2026, 1, 2)]
