@@ -1,14 +1,16 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled text scanning for the readers: CSV record boundaries, start lines and field counts
-of a chunk (`scan`), and ISO 8601 timestamps (`iso_timestamps`).
+of a chunk (`scan`), ISO 8601 timestamps (`iso_timestamps`) and whether a column needs trimming
+(`edge_space`).
 
-The pure-Python twins are analyzer.readers._csv.scan_numpy (numpy) and the polars strptime in
-analyzer.readers._dates; those modules pick these when they are built. One call per chunk or
+The pure-Python twins are in analyzer.readers._csv (numpy) and analyzer.readers._compiled
+(polars); those modules pick these when they are built. One call per chunk or
 column; the loops run without the GIL (`scan`'s eight bytes at a time between quotes and line
 breaks).
 """
 
-from libc.stdint cimport uint8_t, int64_t, uint64_t
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 from libc.string cimport memchr, memcpy
 
 import numpy as np
@@ -219,3 +221,73 @@ def iso_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data):
             if hi > lo:
                 good[i] = _iso(base + lo, hi - lo, &m[i])
     return micros, ok
+
+
+# ---- whitespace at the ends of strings ---------------------------------------------------------
+
+cdef inline bint _maybe_space(uint8_t c) noexcept nogil:
+    # ASCII whitespace, or any byte of a multi-byte character (which may be Unicode whitespace,
+    # such as U+00A0): a conservative "may need trimming"
+    return c == 32 or (9 <= c <= 13) or c >= 128
+
+
+def edge_space(const uint8_t[::1] views, list buffers):
+    """For an Arrow string_view array (its 16-byte `views` and its variadic data `buffers`):
+    ``(edge, empty)``, whether any string may start or end with whitespace (False: trimming
+    would change none of them) and how many slots are empty (null slots are empty too: the
+    caller subtracts them). Strings of up to 12 bytes are inline in their view; longer ones
+    keep their first 4 bytes there and point into a buffer."""
+    cdef Py_ssize_t n = views.shape[0] // 16
+    cdef Py_ssize_t nbuf = len(buffers), i
+    cdef int32_t length, index, offset
+    cdef int64_t empty = 0
+    cdef bint edge = False
+    cdef const uint8_t *v
+    cdef const uint8_t **data = NULL
+    cdef int64_t *sizes = NULL
+    cdef const uint8_t[::1] buf
+    if views.shape[0] % 16:
+        raise ValueError(f"views of {views.shape[0]} bytes: not a whole number of 16-byte views")
+    keep = [memoryview(b).cast("B") for b in buffers]  # holds the buffers while C reads them
+    data = <const uint8_t **>PyMem_Malloc(max(nbuf, 1) * sizeof(uint8_t *))
+    sizes = <int64_t *>PyMem_Malloc(max(nbuf, 1) * sizeof(int64_t))
+    if data == NULL or sizes == NULL:
+        PyMem_Free(data)
+        PyMem_Free(sizes)
+        raise MemoryError()
+    try:
+        for i in range(nbuf):
+            buf = keep[i]
+            sizes[i] = buf.shape[0]
+            data[i] = &buf[0] if buf.shape[0] else NULL
+        # validate every long view's buffer and span first, with the GIL (errors need it)
+        for i in range(n):
+            v = &views[16 * i]
+            memcpy(&length, v, 4)
+            if length > 12:
+                memcpy(&index, v + 8, 4)
+                memcpy(&offset, v + 12, 4)
+                if index < 0 or index >= nbuf or offset < 0 or <int64_t>offset + length > sizes[index]:
+                    raise ValueError(f"view {i} points outside its buffer (buffer {index}, offset {offset}, "
+                                     f"length {length})")
+            elif length < 0:
+                raise ValueError(f"view {i} has a negative length ({length})")
+        with nogil:
+            for i in range(n):
+                v = &views[16 * i]
+                memcpy(&length, v, 4)
+                if length == 0:
+                    empty += 1
+                elif not edge:
+                    if _maybe_space(v[4]):
+                        edge = True
+                    elif length <= 12:
+                        edge = _maybe_space(v[3 + length])
+                    else:
+                        memcpy(&index, v + 8, 4)
+                        memcpy(&offset, v + 12, 4)
+                        edge = _maybe_space(data[index][offset + length - 1])
+    finally:
+        PyMem_Free(data)
+        PyMem_Free(sizes)
+    return edge, empty

@@ -1387,8 +1387,8 @@ class PolarsAggregator:
             # regular traffic out before grouping (the rule drops those groups anyway).
             return (self._inbound_with_domain(day).filter(pl.col("sender_domain").is_in(domains.to_list()))
                     .join(mapping.lazy(), on="sender_domain", how="inner")
-                    .filter(~((pl.col("inbound_match") == "ip") & (pl.col("inbound_connector") == pl.col("_connector")))
-                            .fill_null(True)))
+                    .filter(((pl.col("inbound_match") == "ip") & (pl.col("inbound_connector") == pl.col("_connector")))
+                            .fill_null(False).not_()))
 
         return _grouped(self.days, rows, ["_connector", "client_ip"], tops=["sender_domain"])
 

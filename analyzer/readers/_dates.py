@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
+
+from analyzer.readers._compiled import iso_timestamps
 
 TIMESTAMP = pl.Datetime("us", "UTC")
 
@@ -109,7 +109,7 @@ def parse_timestamps(values: pl.Series, order: DateOrder) -> pl.Series:
     if culture and not text.head(1000).str.contains(r"^\d{4}-").any():
         fast = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
     else:
-        fast = iso_fast(text)
+        fast = iso_timestamps(text)
     missing = fast.is_null() & text.is_not_null()
     for fmt in culture:
         if not missing.any():
@@ -124,44 +124,6 @@ def parse_timestamps(values: pl.Series, order: DateOrder) -> pl.Series:
         return fast.dt.replace_time_zone(UTC_NAME).alias("timestamp")
     slow = _parse_general(text.filter(missing), order)
     return fast.dt.replace_time_zone(UTC_NAME).scatter(missing.arg_true(), slow).alias("timestamp")
-
-
-_ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f"
-
-
-def _iso_polars(text: pl.Series) -> pl.Series:
-    return text.str.strip_suffix("Z").str.strptime(pl.Datetime("us"), _ISO_FORMAT, strict=False)
-
-
-def iso_fast(text: pl.Series) -> pl.Series:
-    """``YYYY-MM-DDTHH:MM:SS[.f][Z]`` texts as Datetime("us") (naive, UTC), null where the text
-    has another form. The compiled parser (`analyzer._scan.iso_timestamps`) takes the plain form
-    of nearly every export; the few texts it leaves go through polars' strptime, which is also the
-    whole path when the extension is not built (the two agree: tests/test_dates.py)."""
-    if _iso_timestamps is None or text.len() == 0:
-        return _iso_polars(text).alias("timestamp")
-    arr = text.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not pa.types.is_large_string(arr.type):
-        arr = arr.cast(pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + len(arr) + 1]
-    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8) if arr.buffers()[2] is not None else np.zeros(0, np.uint8)
-    micros, ok = _iso_timestamps(offsets, data)
-    # a null text has an empty slot: never ok, so it stays null
-    fast = pl.Series("timestamp", micros).cast(pl.Datetime("us"))
-    fast = pl.select(pl.when(pl.Series(ok)).then(fast)).to_series()
-    left = fast.is_null() & text.is_not_null()
-    if left.any():
-        idx = left.arg_true()
-        fast = fast.scatter(idx, _iso_polars(text.gather(idx)))
-    return fast.alias("timestamp")
-
-
-try:
-    from analyzer._scan import iso_timestamps as _iso_timestamps
-except ImportError:  # not built: polars' strptime does it all
-    _iso_timestamps = None
 
 
 _CULTURE_FORMATS = {

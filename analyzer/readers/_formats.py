@@ -9,6 +9,8 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from analyzer.readers._compiled import needs_cleaning
+
 #: The 30 fields of an Exchange 2013+ tracking log, assumed for files without a #Fields line.
 MSGTRK_FIELDS = (
     "date-time,client-ip,client-hostname,server-ip,server-hostname,source-context,connector-id,"
@@ -89,12 +91,22 @@ def direction_expr(frame: pl.DataFrame, col: pl.Expr) -> pl.Expr:
 
 
 def _c(frame: pl.DataFrame, *names: str) -> pl.Expr:
-    """The first of these (comparison-form) columns present and non-empty, else null."""
-    present = [pl.col(n) for n in names if n in frame.columns]
+    """The first of these (comparison-form) columns present and non-empty (trimmed), else null."""
+    present = [n for n in names if n in frame.columns]
     if not present:
         return pl.lit(None, dtype=pl.String)
-    cleaned = [_blank_to_null(p.str.strip_chars()) for p in present]
+    cleaned = [_cleaned(frame, n) for n in present]
     return cleaned[0] if len(cleaned) == 1 else pl.coalesce(cleaned)
+
+
+def _cleaned(frame: pl.DataFrame, name: str) -> pl.Expr:
+    # Trimming copies every value; most columns (addresses, ids, codes) have nothing to trim and
+    # no blank, which one compiled pass over the column's bytes tells.
+    column = frame.get_column(name)
+    trim, blank = needs_cleaning(column) if column.dtype == pl.String else (True, True)
+    if trim:
+        return _blank_to_null(pl.col(name).str.strip_chars())
+    return _blank_to_null(pl.col(name)) if blank else pl.col(name)
 
 
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:

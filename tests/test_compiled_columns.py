@@ -1,4 +1,5 @@
-"""The compiled ISO 8601 timestamp parser against polars' strptime, its pure-Python twin."""
+"""The readers' compiled column helpers against their polars twins: the ISO 8601 timestamp parser
+against polars' strptime, the trim-and-blank check against polars' strip_chars."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analyzer.readers import _dates
+from analyzer.readers import _compiled
 
-iso_timestamps = pytest.importorskip("analyzer._scan").iso_timestamps  # CI checks it is built
+_scan = pytest.importorskip("analyzer._scan")  # CI checks it is built
+iso_timestamps = _scan.iso_timestamps
 
 
 def test_compiled_parser_is_in_use() -> None:
-    assert _dates._iso_timestamps is iso_timestamps
+    assert _compiled._iso_timestamps is iso_timestamps
 
 
 def _stamp(d: dt.datetime, fraction: str, zone: str, sep: str) -> str:
@@ -50,7 +52,7 @@ texts = st.one_of(
 def test_fast_path_equals_polars_strptime(values: list[str | None]) -> None:
     series = pl.Series(values, dtype=pl.String)
     # as integers: polars also reads year 0, which Python's datetime cannot hold
-    assert _dates.iso_fast(series).cast(pl.Int64).to_list() == _dates._iso_polars(series).cast(pl.Int64).to_list()
+    assert _compiled.iso_timestamps(series).cast(pl.Int64).to_list() == _compiled.iso_polars(series).cast(pl.Int64).to_list()
 
 
 @settings(max_examples=300, deadline=None)
@@ -60,7 +62,7 @@ def test_compiled_parser_takes_the_plain_form_and_agrees(text: str) -> None:
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: 2]
     data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
     micros, ok = iso_timestamps(offsets, data)
-    expected = _dates._iso_polars(pl.Series([text])).cast(pl.Int64)[0]
+    expected = _compiled.iso_polars(pl.Series([text])).cast(pl.Int64)[0]
     if ok[0]:
         assert micros[0] == expected
     plain = ("T" in text and text.rstrip("Z").count(".") <= 1 and len(text.rstrip("Z")) != 20
@@ -74,14 +76,14 @@ def test_leap_days_impossible_dates_and_the_60th_second() -> None:
     values = ["2024-02-29T12:00:00", "2023-02-29T12:00:00", "2100-02-29T00:00:00", "2000-02-29T00:00:00",
               "2026-04-31T00:00:00", "2026-13-01T00:00:00", "2026-12-31T24:00:00", "2026-12-31T23:59:60",
               "2026-11-01T13:07:28.2457980Z", "1969-12-31T23:59:59.9"]
-    got = _dates.iso_fast(pl.Series(values)).to_list()
+    got = _compiled.iso_timestamps(pl.Series(values)).to_list()
     assert got[0] == dt.datetime(2024, 2, 29, 12)
     assert got[1] is None and got[2] is None
     assert got[3] == dt.datetime(2000, 2, 29)
     assert got[4] is None and got[5] is None and got[6] is None
     assert got[8] == dt.datetime(2026, 11, 1, 13, 7, 28, 245798)  # 100 ns ticks truncated
     assert got[9] == dt.datetime(1969, 12, 31, 23, 59, 59, 900000)
-    assert got == _dates._iso_polars(pl.Series(values)).to_list()
+    assert got == _compiled.iso_polars(pl.Series(values)).to_list()
 
 
 def test_offsets_outside_the_data_are_refused() -> None:
@@ -92,4 +94,41 @@ def test_offsets_outside_the_data_are_refused() -> None:
 def test_sliced_and_chunked_columns() -> None:
     values = pl.concat([pl.Series(["2026-01-01T00:00:00", None]), pl.Series(["x", "2026-01-02T00:00:00Z"])],
                        rechunk=False)
-    assert _dates.iso_fast(values.slice(1, 3)).to_list() == [None, None, dt.datetime(2026, 1, 2)]
+    assert _compiled.iso_timestamps(values.slice(1, 3)).to_list() == [None, None, dt.datetime(2026, 1, 2)]
+
+
+# ---- needs_cleaning
+
+pieces = st.sampled_from(["", " ", "a", "abc", "\t", "\u00a0", "\u3000", "é", "x" * 13, "y" * 40, "\n", "z\r"])
+values = st.lists(st.one_of(st.none(), st.lists(pieces, max_size=4).map("".join)), max_size=40)
+
+
+@settings(max_examples=600, deadline=None)
+@given(values, st.integers(0, 5))
+def test_needs_cleaning_never_misses_a_value_to_trim_or_a_blank(items: list[str | None], start: int) -> None:
+    series = pl.Series(items, dtype=pl.String)
+    series = series.slice(min(start, len(items)))  # a slice starts at a view offset
+    trim, blank = _compiled.needs_cleaning(series)
+    stripped = series.str.strip_chars()
+    assert blank == bool((series == "").any())
+    if not trim:  # "no" must be right; "yes" may be conservative
+        assert stripped.equals(series)
+    if all(v is None or (v.isascii() and v == v.strip(" \t\n\r\x0b\x0c")) for v in series.to_list()):
+        assert not trim  # plain ASCII values are never sent to be trimmed for nothing
+
+
+def test_needs_cleaning_reads_long_values_through_their_buffer() -> None:
+    long = "m" * 30
+    assert _compiled.needs_cleaning(pl.Series([long, long + " "])) == (True, False)
+    assert _compiled.needs_cleaning(pl.Series([long, " " + long])) == (True, False)
+    assert _compiled.needs_cleaning(pl.Series([long, None, ""])) == (False, True)
+    assert _compiled.needs_cleaning(pl.Series([long, None])) == (False, False)
+
+
+def test_edge_space_refuses_views_outside_their_buffers() -> None:
+    view = np.zeros(16, dtype=np.uint8)
+    view[:4] = np.frombuffer(np.int32(20).tobytes(), dtype=np.uint8)  # 20 bytes in buffer 0 at 0
+    with pytest.raises(ValueError, match=r"view 0 points outside its buffer \(buffer 0, offset 0, length 20\)"):
+        _scan.edge_space(view, [b"short"])
+    with pytest.raises(ValueError, match="not a whole number of 16-byte views"):
+        _scan.edge_space(np.zeros(15, dtype=np.uint8), [])
