@@ -113,17 +113,26 @@ def parse_batch(data: bytes, spans: list[tuple[int, int]], count: int, header: l
     names = [header[i] for i in keep]
     if not spans:
         return pl.DataFrame(schema={name: pl.String for name in names})
-    body = data[spans[0][0]:spans[0][1]] if len(spans) == 1 else b"\n".join(data[s:e] for s, e in spans)
+    def exact() -> bytes:
+        return data[spans[0][0]:spans[0][1]] if len(spans) == 1 else b"\n".join(data[s:e] for s, e in spans)
+
+    if len(spans) == 1 and spans[0][0] == 0:
+        # the usual batch: good records from the first byte on. Polars reads the first `count`
+        # records of the chunk itself, so the chunk is not copied (the tail after them is the
+        # next batch's partial record).
+        body, n_rows = data, count
+    else:
+        body, n_rows = exact(), None
     try:
         # bytes, not BytesIO: polars parses them in place (twice as fast as through a file object)
         frame = pl.read_csv(body, has_header=False, columns=keep, infer_schema=False,
                             separator=separator, quote_char='"', empty_string_is_null=True,
-                            raise_if_empty=False, truncate_ragged_lines=False)
+                            raise_if_empty=False, truncate_ragged_lines=False, n_rows=n_rows)
         frame.columns = names
     except pl.exceptions.PolarsError:
-        frame = _parse_python(body, len(header), keep, names, separator)
+        frame = _parse_python(exact(), len(header), keep, names, separator)
     if frame.height != count:
-        frame = _parse_python(body, len(header), keep, names, separator)
+        frame = _parse_python(exact(), len(header), keep, names, separator)
     return frame
 
 
