@@ -183,17 +183,21 @@ def _traffic_counts(records: Path | None) -> dict[str, pl.DataFrame]:
     span = (pl.scan_parquet(sorted(records.rglob("*.parquet")))
             .select((pl.col("timestamp").max() - pl.col("timestamp").min()).alias("s")).collect().item())
     every = "1d" if span is not None and span > dt.timedelta(days=14) else "1h"
+    unit = 86_400_000_000 if every == "1d" else 3_600_000_000  # UTC buckets, in microseconds
     message = pl.col("message_key").hash(seed=7)  # 8 bytes a row instead of the text
     parts: dict[str, list[pl.DataFrame]] = {"inbound_connector": [], "direction": []}
     # one day partition at a time (an hour or a UTC day never spans two), so memory is bounded
-    # by a day of records, not the period; both charts share the day's scan
+    # by a day of records, not the period; both charts share the day's scan. Buckets are
+    # grouped as integers and become times once counted.
     for day in _io.record_days(records):
-        queries = [day.group_by(pl.col("timestamp").dt.truncate(every).alias("_t"),
-                                pl.col(by).fill_null("(none)").cast(pl.String).alias("_g"))
+        queries = [day.group_by((pl.col("timestamp").dt.epoch("us") // unit).alias("_t"), pl.col(by).alias("_g"))
                    .agg(message.n_unique().alias("n")) for by in parts]
         for by, result in zip(parts, pl.collect_all(queries)):
             parts[by].append(result)
-    return {by: pl.concat(frames).with_columns(pl.lit(every).alias("_every")) for by, frames in parts.items()}
+    return {by: pl.concat(frames).with_columns(
+        (pl.col("_t") * unit).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("_t"),
+        pl.col("_g").fill_null("(none)").cast(pl.String), pl.lit(every).alias("_every"))
+        for by, frames in parts.items()}
 
 
 def _traffic(counts: pl.DataFrame | None, title: str) -> _svg.Markup:
@@ -244,17 +248,30 @@ def _subjects(records: Path | None, top: int = 10) -> list[dict]:
         return []
     # distinct (subject, message) and (subject, sender) pairs day by day (hashed: 8 bytes a
     # value), then across days: memory bounded by a day of records plus about a pair a message
+    # The subject itself is hashed too (its text can be long): its text is looked up at the
+    # end for the few that make the table.
+    subject = pl.col("subject").hash(seed=5).alias("_s")
     pairs: dict[str, list[pl.DataFrame]] = {"messages": [], "senders": []}
-    for day in _io.record_days(records):
+    days = list(_io.record_days(records))
+    for day in days:
         rows = day.filter(pl.col("subject").is_not_null())
-        queries = [rows.select("subject", pl.col(column).hash(seed=7).alias("_v")).unique()
+        queries = [rows.select(subject, pl.col(column).hash(seed=7).alias("_v")).unique()
                    for column in ("message_key", "sender")]
         for name, result in zip(pairs, pl.collect_all(queries)):
             pairs[name].append(result)
-    messages, senders = (pl.concat(frames).unique().group_by("subject").agg(pl.len().alias(name))
+    messages, senders = (pl.concat(frames).unique().group_by("_s").agg(pl.len().alias(name))
                          for name, frames in pairs.items())
-    return (messages.join(senders, on="subject").sort(["messages", "subject"], descending=[True, False])
-            .head(top).to_dicts())
+    counts = messages.join(senders, on="_s")
+    # enough candidates that ties on the count are broken by the text, as if sorted by it
+    if counts.height > top:
+        cut = counts.get_column("messages").sort(descending=True)[top - 1]
+        counts = counts.filter(pl.col("messages") >= cut)
+    wanted = counts.get_column("_s").implode()
+    texts = pl.concat(pl.collect_all([
+        day.filter(pl.col("subject").is_not_null() & subject.is_in(wanted)).group_by(subject)
+        .agg(pl.col("subject").first()) for day in days])).unique("_s")
+    return (counts.join(texts, on="_s").drop("_s").select("subject", "messages", "senders")
+            .sort(["messages", "subject"], descending=[True, False]).head(top).to_dicts())
 
 
 def render(out_dir: str | os.PathLike) -> str:

@@ -1368,7 +1368,11 @@ class PolarsAggregator:
                 & pl.col(column).is_not_null()
             )
 
-        out = _grouped(self.days, rows, [column], tops=tops, distinct={"_ips": "client_ip"})
+        if column == "client_ip":  # one address a group: nothing to count
+            out = _grouped(self.days, rows, [column], tops=tops)
+            out = out.with_columns(pl.lit(1, dtype=pl.Int64).alias("_ips"))
+        else:
+            out = _grouped(self.days, rows, [column], tops=tops, distinct={"_ips": "client_ip"})
         return out.filter(pl.col("count") >= ctx.options.unrouted_min_messages) if out.width else out
 
     @staticmethod
