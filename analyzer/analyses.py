@@ -163,7 +163,7 @@ def analyze(
         timings["read"] = time.perf_counter() - t
         t = time.perf_counter()
         for batch in readers.iter_parquet(state.parts(), [*readers.SCHEMA, "_key"]):
-            writer(writer.reserve(), pl.from_arrow(batch))
+            writer(writer.reserve(), batch)
     # without a state, "records" covers reading too: batches are attributed as they are read
     dupes = writer.finish()
     count = writer.rows

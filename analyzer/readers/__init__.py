@@ -470,10 +470,17 @@ def _check_parquet(path: Path) -> FileReport:
     return FileReport(str(path), "parquet", encoding="parquet", rows_read=rows, rows_kept=rows)
 
 
-def _key_expr() -> pl.Expr:
-    """`_key` of rows of any format (Parquet inputs mix them): see `_with_key`."""
-    return (pl.when(pl.col("source_format") == "exo_trace").then(pl.struct(_TRACE_KEY).hash(seed=0x5EED))
-            .otherwise(pl.struct(_CONTENT).hash(seed=0x5EED)))
+def _key_expr(frame: pl.DataFrame | None = None) -> pl.Expr:
+    """`_key` of rows of any format (Parquet inputs mix them): see `_with_key`. Given the
+    `frame`, only the hash its rows need is computed (both branches of a when/then are)."""
+    trace, content = pl.struct(_TRACE_KEY).hash(seed=0x5EED), pl.struct(_CONTENT).hash(seed=0x5EED)
+    if frame is not None:
+        is_trace = frame.get_column("source_format") == "exo_trace"
+        if not is_trace.any():
+            return content
+        if is_trace.all():
+            return trace
+    return pl.when(pl.col("source_format") == "exo_trace").then(trace).otherwise(content)
 
 
 def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
@@ -491,8 +498,8 @@ def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
         return reports
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-parquet") as pool:
         pending: deque = deque()
-        for batch in iter_parquet(paths):
-            pending.append(pool.submit(_sink_parquet_batch, batch, spool, spool.reserve()))
+        for part in _parquet_parts(paths, SCHEMA):
+            pending.append(pool.submit(_sink_parquet_batch, part, spool, spool.reserve()))
             while len(pending) > 2:
                 pending.popleft().result()
         while pending:
@@ -504,23 +511,53 @@ PARQUET_BATCH_ROWS = 250_000
 
 
 def iter_parquet(paths: Iterable[Path], columns: Iterable[str] = tuple(SCHEMA),
-                 batch_rows: int | None = None) -> Iterator[pa.RecordBatch]:
-    """The `columns` of Parquet files as Arrow record batches of at most `batch_rows` rows
-    (default `PARQUET_BATCH_ROWS`), so memory is bounded by a batch whatever the file sizes (a
-    file may be one huge row group)."""
-    wanted = list(columns)
+                 batch_rows: int | None = None) -> Iterator[pl.DataFrame]:
+    """The `columns` of Parquet files (those each file has) as DataFrames of at most `batch_rows`
+    rows (default `PARQUET_BATCH_ROWS`), in file order, so memory is bounded by a batch whatever
+    the file sizes (a file may be one huge row group)."""
+    yield from (part() for part in _parquet_parts(paths, columns, batch_rows))
+
+
+def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: int | None = None
+                   ) -> Iterator[Callable[[], pl.DataFrame]]:
+    """Readers of the Parquet files' `columns` in pieces of at most `batch_rows` rows, to call in
+    file order. Consecutive small files (a records/ folder's parts) with the same columns make
+    one piece, read by polars on its threads wherever the call runs, so workers read in
+    parallel and write few, large parts; a big file is cut by Arrow's row-group reader
+    (bounded memory), its pieces decoded as they are iterated."""
     batch_rows = batch_rows or PARQUET_BATCH_ROWS
+    wanted = list(columns)
+    group: list[Path] = []
+    group_cols: list[str] = []
+    group_rows = 0
+
+    def read(files: list[Path], cols: list[str]) -> Callable[[], pl.DataFrame]:
+        return lambda: pl.read_parquet(files, columns=cols, hive_partitioning=False)
+
     for path in paths:
         with pq.ParquetFile(path) as handle:
             present = set(handle.schema_arrow.names)
-            yield from handle.iter_batches(batch_size=batch_rows, columns=[c for c in wanted if c in present],
-                                           use_threads=False)
+            rows = handle.metadata.num_rows
+        cols = [c for c in wanted if c in present]
+        if group and (cols != group_cols or group_rows + rows > batch_rows):
+            yield read(group, group_cols)
+            group, group_rows = [], 0
+        if rows <= batch_rows:
+            group.append(path)
+            group_cols, group_rows = cols, group_rows + rows
+            continue
+        with pq.ParquetFile(path) as handle:
+            for batch in handle.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield lambda frame=frame: frame
+    if group:
+        yield read(group, group_cols)
 
 
-def _sink_parquet_batch(batch: pa.RecordBatch, spool: _Spool, index: int) -> None:
-    frame = pl.from_arrow(batch)
-    assert isinstance(frame, pl.DataFrame)
-    frame = frame.select([pl.col(c).cast(t) for c, t in SCHEMA.items()]).with_columns(_key_expr().alias("_key"))
+def _sink_parquet_batch(part: Callable[[], pl.DataFrame], spool: _Spool, index: int) -> None:
+    frame = part().select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
+    frame = frame.with_columns(_key_expr(frame).alias("_key"))
     spool.write("records", frame, index)
 
 
