@@ -720,7 +720,8 @@ def _relay_rejection() -> pl.Expr:
     enh = pl.col("enhanced_code")
     # the text only where a code leaves the question open: the regexes then skip every
     # delivered or deferred row (nulls cost nothing)
-    open_question = ((enh == "5.7.1") | (enh == "5.4.1") | (enh.is_null() & (pl.col("smtp_code") >= 500))).fill_null(False)
+    open_question = ((enh == "5.7.1") | (enh == "5.4.1")
+                     | (enh.is_null() & (pl.col("smtp_code") >= 500))).fill_null(False)
     text = pl.when(open_question).then(pl.col("smtp_response")).str.replace_all(LINE_BREAK, " ")
     says_relay = text.str.contains(_RELAY_TEXT).fill_null(False)
     return (
