@@ -213,24 +213,35 @@ def findings_and_hotspots(
 
 class RecordWriter:
     """Attributes batches of normalized records and writes them Hive-partitioned by day
-    (``records/date=YYYY-MM-DD/part-NNNNNNNN.parquet``, the number being the batch's), ready for
+    (``records/date=YYYY-MM-DD/part-NNNNNNNN.parquet``, numbered in the order written), ready for
     the findings; thread-safe, so the readers' workers call it directly (`readers.RecordSink`).
+
+    A day's records are gathered from batch to batch and written once `flush_rows` records are
+    waiting (the day with the most goes first), so a day is a few large parts, not one small part
+    a batch: every later scan of the records (the findings, the report, BI tools) pays per file
+    and per row group.
 
     Duplicates across overlapping exports are removed by `finish`, one day at a time: the
     de-duplication hash covers the timestamp, so a record and its copies always fall on the same
-    day, and each batch's hashes are kept beside it (8 bytes a record) until then. Memory is
-    bounded by a batch while writing and by one day's hashes while de-duplicating.
+    day, and each part's hashes and batch numbers are kept beside it (12 bytes a record) until
+    then. Memory is bounded by `flush_rows` records and a batch while writing, and by one day's
+    hashes while de-duplicating.
     """
 
     def __init__(self, attributor: attribution.Attributor, root: Path, keys: Path, *,
-                 since: dt.datetime | None = None, until: dt.datetime | None = None) -> None:
+                 since: dt.datetime | None = None, until: dt.datetime | None = None,
+                 flush_rows: int = 200_000) -> None:
         self.attributor = attributor
         self.root = root
         self.keys = keys
         self.since, self.until = since, until
+        self.flush_rows = flush_rows
         self.rows = 0  # records written (before de-duplication, until `finish`)
         self._lock = threading.Lock()
         self._next = 0
+        self._parts = 0
+        self._waiting: dict[str, list[tuple[int, pl.DataFrame]]] = {}  # day -> (batch number, its rows)
+        self._waiting_rows = 0
 
     def reserve(self) -> int:
         """A batch number after every one handed out (for batches not numbered by a reader)."""
@@ -239,7 +250,7 @@ class RecordWriter:
             return self._next - 1
 
     def __call__(self, index: int, batch: pl.DataFrame) -> None:
-        """Attribute `batch` (normalized columns plus `_key`) and write it as batch `index`."""
+        """Attribute `batch` (normalized columns plus `_key`) and add it as batch `index`."""
         with self._lock:
             self._next = max(self._next, index + 1)
         if self.since is not None:
@@ -251,40 +262,72 @@ class RecordWriter:
         keys = batch.get_column("_key")
         attributed = self.attributor.attribute(batch.drop("_key")).with_columns(
             pl.col("timestamp").dt.date().alias("_day"), keys)
-        for (day,), part in attributed.partition_by("_day", as_dict=True, maintain_order=True).items():
-            name = f"part-{index:08d}"
-            target = self.root / f"date={_day_name(day)}" / f"{name}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            part.drop("_day", "_key").write_parquet(target, **_PARQUET)
-            hashes = self.keys / _day_name(day) / f"{name}.npy"
-            hashes.parent.mkdir(parents=True, exist_ok=True)
-            np.save(hashes, part.get_column("_key").to_numpy())
+        days = attributed.partition_by("_day", as_dict=True, maintain_order=True)
+        ready = []
         with self._lock:
+            for (day,), rows in days.items():
+                self._waiting.setdefault(_day_name(day), []).append((index, rows.drop("_day")))
+                self._waiting_rows += rows.height
             self.rows += attributed.height
+            while self._waiting_rows >= self.flush_rows:
+                ready.append(self._take(max(self._waiting, key=self._day_rows)))
+        for part in ready:  # written outside the lock: the other worker keeps adding
+            self._write(*part)
+
+    def _day_rows(self, day: str) -> int:
+        return sum(rows.height for _, rows in self._waiting[day])
+
+    def _take(self, day: str) -> tuple[str, int, list[tuple[int, pl.DataFrame]]]:
+        chunks = self._waiting.pop(day)
+        self._waiting_rows -= sum(rows.height for _, rows in chunks)
+        self._parts += 1
+        return day, self._parts - 1, chunks
+
+    def _write(self, day: str, number: int, chunks: list[tuple[int, pl.DataFrame]]) -> None:
+        chunks.sort(key=lambda chunk: chunk[0])  # batch order: a day reads back in input order
+        frame = pl.concat([rows for _, rows in chunks])
+        name = f"part-{number:08d}"
+        target = self.root / f"date={day}" / f"{name}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame.drop("_key").write_parquet(target, **_PARQUET)
+        hashes = self.keys / day / f"{name}.npz"
+        hashes.parent.mkdir(parents=True, exist_ok=True)
+        batches = np.concatenate([np.full(rows.height, index, dtype=np.int32) for index, rows in chunks])
+        np.savez(hashes, key=frame.get_column("_key").to_numpy(), batch=batches)
 
     def finish(self) -> dict[str, int]:
-        """Remove every record's later copies, day by day; returns the copies removed per
-        ``source_file``. The first occurrence in input order (batch number, then row) is kept."""
+        """Write what is still waiting, then remove every record's later copies, day by day;
+        returns the copies removed per ``source_file``. The first occurrence in input order
+        (batch number, then row) is kept."""
+        while self._waiting:
+            self._write(*self._take(next(iter(self._waiting))))
         removed: dict[str, int] = {}
         if not self.keys.exists():
             return removed
         for day in sorted(d for d in self.keys.iterdir() if d.is_dir()):
-            names = sorted(day.glob("*.npy"))
-            hashes = [np.load(n) for n in names]
-            first = pl.Series(np.concatenate(hashes)).is_first_distinct().to_numpy()
+            names = sorted(day.glob("*.npz"))
+            loaded = [np.load(n) for n in names]
+            hashes = np.concatenate([part["key"] for part in loaded])
+            batches = np.concatenate([part["batch"] for part in loaded])
+            # A batch's rows of a day sit together in one part, in input order: sorting stably
+            # by batch number gives the day's records in input order.
+            order = np.argsort(batches, kind="stable")
+            first = np.empty(len(hashes), dtype=bool)
+            first[order] = pl.Series(hashes[order]).is_first_distinct().to_numpy()
             offset = 0
-            for name, part_hashes in zip(names, hashes):
-                fresh = first[offset:offset + len(part_hashes)]
-                offset += len(part_hashes)
+            for name, part in zip(names, loaded):
+                size = len(part["key"])
+                fresh = first[offset:offset + size]
+                offset += size
                 if fresh.all():
                     continue
                 target = self.root / f"date={day.name}" / f"{name.stem}.parquet"
-                part = pl.read_parquet(target)
+                frame = pl.read_parquet(target)
                 mask = pl.Series(fresh)
-                for file, n in part.filter(~mask).group_by("source_file").len().iter_rows():
+                for file, n in frame.filter(~mask).group_by("source_file").len().iter_rows():
                     removed[file] = removed.get(file, 0) + n
                 self.rows -= int((~fresh).sum())
-                kept = part.filter(mask)
+                kept = frame.filter(mask)
                 if kept.height:
                     kept.write_parquet(target, **_PARQUET)
                 else:

@@ -72,13 +72,40 @@ def test_writer_keeps_the_first_copy_in_batch_order_across_batches_and_days(tmp_
 def test_writer_drops_a_part_left_empty_and_applies_the_window(tmp_path: Path) -> None:
     t = dt.datetime(2026, 11, 3, 12, tzinfo=UTC)
     writer = analyses.RecordWriter(_attributor(), tmp_path / "records", tmp_path / "keys",
-                                   since=t, until=t + dt.timedelta(hours=1))
+                                   since=t, until=t + dt.timedelta(hours=1), flush_rows=1)
     writer(0, _batch([(t, "a", "one.csv", 1), (t - dt.timedelta(seconds=1), "old", "one.csv", 2)]))
     writer(1, _batch([(t, "a", "two.csv", 1), (t + dt.timedelta(hours=1), "new", "two.csv", 2)]))
     assert writer.finish() == {"two.csv": 1}
     day = tmp_path / "records" / "date=2026-11-03"
     assert [p.name for p in day.iterdir()] == ["part-00000000.parquet"]
     assert _records(tmp_path / "records")["message_key"].to_list() == ["a"]
+
+
+@pytest.mark.parametrize("flush_rows", [1, 3, 4, 10**6])
+def test_writer_gathers_batches_into_parts_and_still_keeps_the_first_copy(tmp_path: Path, flush_rows: int) -> None:
+    """Batches arrive out of order and are gathered into parts whatever the threshold: a part
+    may hold several batches, a batch's day one part; the copy kept is the first in batch order,
+    also when the later copy was written first, in an earlier part."""
+    day1 = dt.datetime(2026, 11, 1, 12, tzinfo=UTC)
+    day2 = dt.datetime(2026, 11, 2, 12, tzinfo=UTC)
+    writer = analyses.RecordWriter(_attributor(), tmp_path / "records", tmp_path / "keys", flush_rows=flush_rows)
+    writer(3, _batch([(day1, "a", "d.csv", 1), (day1, "b", "d.csv", 2), (day2, "x", "d.csv", 3)]))
+    writer(1, _batch([(day1, "b", "b.csv", 1), (day2, "x", "b.csv", 2)]))
+    writer(2, _batch([(day1, "a", "c.csv", 1), (day1, "c", "c.csv", 2), (day1, "c", "c.csv", 3)]))
+    writer(0, _batch([(day2, "y", "a.csv", 1)]))
+    removed = writer.finish()
+    assert removed == {"d.csv": 3, "c.csv": 1}
+    kept = _records(tmp_path / "records")
+    assert kept.select("source_file", "source_line").rows() == [
+        ("a.csv", 1), ("b.csv", 1), ("b.csv", 2), ("c.csv", 1), ("c.csv", 2)]
+    assert writer.rows == kept.height == 5
+    parts = sorted((tmp_path / "records").rglob("*.parquet"))
+    if flush_rows == 10**6:  # nothing flushed before finish: one part a day
+        assert [p.parent.name for p in parts] == ["date=2026-11-01", "date=2026-11-02"]
+    # within a part, rows are in batch order
+    for part in parts:
+        files = pl.read_parquet(part)["source_file"].to_list()
+        assert files == sorted(files)
 
 
 def _stream(inputs: list[Path], staging: Path, **options) -> analyses.Analysis:
