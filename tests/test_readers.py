@@ -4,6 +4,7 @@ normalized table with exact values; per-file reports, rejects, exact error messa
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import os
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from analyzer._text import TextSource
 from analyzer.errors import InputError
 from analyzer.readers import SCHEMA, Ingest, detect, ingest, read
 
@@ -1195,3 +1197,21 @@ def test_date_order_decided_by_the_first_culture_batch_whatever_the_workers_fini
                                            "got '25/3/2025 2:00:00 PM'"]
     assert report(result)["notes"] == ["dates read as month/day/year (ambiguous: no day above 12; assumed from the "
                                        "AM/PM clock (en-US))"]
+
+
+@pytest.mark.parametrize("chunk", [7, 100, 4096, 1 << 20])
+def test_plain_file_blocks_end_after_a_line_break_and_cover_the_file(tmp_path, chunk):
+    # blocks of a plain file are cut after a line break (the CSV scanner then carries nothing
+    # into the next block); a gzip of the same text gives the same bytes
+    lines = [f"{i},{'x' * (i % 37)},\"quoted, {i}\"" for i in range(2000)]
+    data = ("\n".join(lines) + "\nlast line without a break").encode()
+    plain, packed = tmp_path / "t.csv", tmp_path / "t.csv.gz"
+    plain.write_bytes(data)
+    packed.write_bytes(gzip.compress(data))
+    blocks = list(TextSource(plain, chunk_size=chunk).chunks())
+    assert b"".join(blocks) == data
+    assert b"".join(TextSource(packed, chunk_size=chunk).chunks()) == data
+    lines_longer = chunk < 80  # a block shorter than a line cannot end after a break
+    if not lines_longer:
+        assert all(b.endswith(b"\n") for b in blocks[:-1])
+        assert all(len(b) <= chunk for b in blocks)
