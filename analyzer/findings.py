@@ -1360,14 +1360,23 @@ class PolarsAggregator:
                         minimum={"_class": "ip_class"})
 
     def unrouted_inbound(self, ctx: Context, column: str, tops: Sequence[str]) -> pl.DataFrame:
+        unrouted = (_INBOUND
+                    & pl.col("inbound_connector").is_null()
+                    & (pl.col("ip_class") == "other")
+                    & (pl.col("sender_accepted") != True).fill_null(True)  # "not True": null counts
+                    & pl.col(column).is_not_null())
+        # Most foreign senders send a few messages: count first, and aggregate the rest only for
+        # the values over the threshold (rows add up over days, so the count is exact).
+        counts = self._each(lambda day: day.filter(unrouted).group_by(column).agg(pl.len().alias("_n")))
+        counts = counts.group_by(column).agg(pl.col("_n").sum())
+        over = counts.filter(pl.col("_n") >= ctx.options.unrouted_min_messages)
+        # when the values over the threshold hold most rows, leaving the others out costs more
+        # than it saves (the threshold is applied to the result anyway)
+        keep = (over.get_column(column).implode()
+                if over.get_column("_n").sum() < 0.8 * counts.get_column("_n").sum() else None)
+
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
-            return day.filter(
-                _INBOUND
-                & pl.col("inbound_connector").is_null()
-                & (pl.col("ip_class") == "other")
-                & (pl.col("sender_accepted") != True).fill_null(True)  # "not True": null counts
-                & pl.col(column).is_not_null()
-            )
+            return day.filter(unrouted if keep is None else unrouted & pl.col(column).is_in(keep))
 
         if column == "client_ip":  # one address a group: nothing to count
             out = _grouped(self.days, rows, [column], tops=tops)

@@ -778,6 +778,21 @@ def test_unrouted_inbound_near_miss_and_threshold_option() -> None:
     assert brief(run(nulls)) == [("unrouted_inbound", "info", "100.2.0.4", 100)]
 
 
+def test_unrouted_inbound_long_tail_gives_what_a_lower_threshold_gives_above_the_threshold() -> None:
+    """The rule counts rows per value first and aggregates only the values over the threshold when
+    they hold a minority of the rows (a long tail of small senders); otherwise everything. Both
+    ways give the same rows."""
+    rows = unrouted("100.5.0.1", 150) + unrouted("100.5.0.2", 120, sender="news.example")
+    for i in range(60):  # 300 rows from 60 small senders: the two over 100 hold under 80%
+        rows += unrouted(f"100.6.0.{i}", 5)
+    long_tail = run(rows).filter(pl.col("kind") == "unrouted_inbound")
+    everything = run(rows, options=Options(unrouted_min_messages=1)).filter(
+        (pl.col("kind") == "unrouted_inbound") & (pl.col("count") >= 100))
+    assert brief(long_tail) == [("unrouted_inbound", "info", "100.5.0.1", 150),
+                                ("unrouted_inbound", "info", "100.5.0.2", 120)]
+    assert long_tail.equals(everything)
+
+
 def test_unrouted_inbound_ip_table_groups() -> None:
     rows = unrouted("100.3.0.1", 60, "AS64500") + unrouted("100.3.0.2", 50, "AS64500")
     rows += unrouted("100.3.0.9", 99, None)  # in no range of the table
