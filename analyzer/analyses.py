@@ -404,39 +404,51 @@ def connector_usage(records: Path | pl.LazyFrame | Sequence[pl.LazyFrame] | None
     if not days:
         stats = pl.DataFrame(schema={k: v for k, v in CONNECTORS_SCHEMA.items() if k not in ("type", "enabled")})
     else:
-        stats = pl.concat([_usage(days, "inbound_connector", "inbound"), _usage(days, "outbound_connector", "outbound")],
-                          how="diagonal")
+        stats = _usage(days)
     out = base.join(stats, on=["connector", "direction"], how="left").with_columns(
         [pl.col(c).fill_null(0) for c in ("messages", "bytes", "sources", "failures", "deferrals")])
     return out.select([pl.col(c).cast(t) for c, t in CONNECTORS_SCHEMA.items()]).sort("direction", "connector")
 
 
-def _usage(days: list[pl.LazyFrame], column: str, direction: str) -> pl.DataFrame:
-    """`connector_usage`'s numbers for one direction: partial aggregates per day, merged. A
-    message's events may fall on two days, so messages and sources are counted from the
-    distinct (connector, message) and (connector, IP) pairs of all days, not summed."""
-    messages, sources, totals = [], [], []
+_DIRECTIONS = {"inbound_connector": "inbound", "outbound_connector": "outbound"}
+
+
+def _usage(days: list[pl.LazyFrame]) -> pl.DataFrame:
+    """`connector_usage`'s numbers for both directions: partial aggregates per day (one scan of
+    the day for all of them), merged. A message's events may fall on two days, so messages and
+    sources are counted from the distinct (connector, message) and (connector, IP) pairs of all
+    days, not summed."""
+    parts: dict[tuple[str, str], list[pl.DataFrame]] = {}
     for day in days:
-        rows = day.filter(pl.col(column).is_not_null())
-        # the message key's 64-bit hash stands for it: 8 bytes a message instead of the text
-        messages.append(rows.group_by(column, pl.col("message_key").hash(seed=11).alias("_m"))
-                        .agg(pl.col("size_bytes").max()).collect())
-        sources.append(rows.select(column, "client_ip").drop_nulls().unique().collect())
-        totals.append(rows.group_by(column).agg(
-            pl.col("timestamp").min().alias("first_seen"),
-            pl.col("timestamp").max().alias("last_seen"),
-            (pl.col("event") == "fail").sum().cast(pl.Int64).alias("failures"),
-            (pl.col("event") == "defer").sum().cast(pl.Int64).alias("deferrals"),
-        ).collect())
-    per_message = (pl.concat(messages).group_by(column, "_m").agg(pl.col("size_bytes").max())
-                   .group_by(column).agg(pl.len().cast(pl.Int64).alias("messages"),
-                                         pl.col("size_bytes").sum().alias("bytes")))
-    per_source = pl.concat(sources).unique().group_by(column).agg(pl.len().cast(pl.Int64).alias("sources"))
-    merged = pl.concat(totals).group_by(column).agg(
-        pl.col("first_seen").min(), pl.col("last_seen").max(), pl.col("failures").sum(), pl.col("deferrals").sum())
-    return (merged.join(per_message, on=column, how="left").join(per_source, on=column, how="left")
-            .with_columns(pl.col("sources").fill_null(0))
-            .rename({column: "connector"}).with_columns(pl.lit(direction).alias("direction")))
+        queries = {}
+        for column in _DIRECTIONS:
+            rows = day.filter(pl.col(column).is_not_null())
+            # the message key's 64-bit hash stands for it: 8 bytes a message instead of the text
+            queries[column, "messages"] = rows.group_by(column, pl.col("message_key").hash(seed=11).alias("_m")) \
+                .agg(pl.col("size_bytes").max())
+            queries[column, "sources"] = rows.select(column, "client_ip").drop_nulls().unique()
+            queries[column, "totals"] = rows.group_by(column).agg(
+                pl.col("timestamp").min().alias("first_seen"),
+                pl.col("timestamp").max().alias("last_seen"),
+                (pl.col("event") == "fail").sum().cast(pl.Int64).alias("failures"),
+                (pl.col("event") == "defer").sum().cast(pl.Int64).alias("deferrals"),
+            )
+        for name, result in zip(queries, pl.collect_all(list(queries.values()), engine="streaming")):
+            parts.setdefault(name, []).append(result)
+    out = []
+    for column, direction in _DIRECTIONS.items():
+        per_message = (pl.concat(parts[column, "messages"]).group_by(column, "_m").agg(pl.col("size_bytes").max())
+                       .group_by(column).agg(pl.len().cast(pl.Int64).alias("messages"),
+                                             pl.col("size_bytes").sum().alias("bytes")))
+        per_source = (pl.concat(parts[column, "sources"]).unique().group_by(column)
+                      .agg(pl.len().cast(pl.Int64).alias("sources")))
+        merged = pl.concat(parts[column, "totals"]).group_by(column).agg(
+            pl.col("first_seen").min(), pl.col("last_seen").max(), pl.col("failures").sum(),
+            pl.col("deferrals").sum())
+        out.append(merged.join(per_message, on=column, how="left").join(per_source, on=column, how="left")
+                   .with_columns(pl.col("sources").fill_null(0))
+                   .rename({column: "connector"}).with_columns(pl.lit(direction).alias("direction")))
+    return pl.concat(out, how="diagonal")
 
 
 def severity_at_least(frame: pl.DataFrame, level: str) -> pl.DataFrame:
