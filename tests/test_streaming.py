@@ -6,11 +6,8 @@ de-duplicates the whole input at once) on inputs that cross batches, files and d
 from __future__ import annotations
 
 import datetime as dt
-import json
-import shutil
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 
