@@ -306,17 +306,20 @@ class RecordWriter:
             return removed
         for day in sorted(d for d in self.keys.iterdir() if d.is_dir()):
             names = sorted(day.glob("*.npz"))
-            loaded = [np.load(n) for n in names]
-            hashes = np.concatenate([part["key"] for part in loaded])
-            batches = np.concatenate([part["batch"] for part in loaded])
+            loaded = []
+            for name in names:
+                with np.load(name) as part:
+                    loaded.append((part["key"], part["batch"]))
+            hashes = np.concatenate([key for key, _ in loaded])
+            batches = np.concatenate([batch for _, batch in loaded])
             # A batch's rows of a day sit together in one part, in input order: sorting stably
             # by batch number gives the day's records in input order.
             order = np.argsort(batches, kind="stable")
             first = np.empty(len(hashes), dtype=bool)
             first[order] = pl.Series(hashes[order]).is_first_distinct().to_numpy()
             offset = 0
-            for name, part in zip(names, loaded):
-                size = len(part["key"])
+            for name, (key, _) in zip(names, loaded):
+                size = len(key)
                 fresh = first[offset:offset + size]
                 offset += size
                 if fresh.all():
