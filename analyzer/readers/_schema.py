@@ -55,7 +55,6 @@ EVENTS = ("receive", "send", "deliver", "defer", "fail", "drop", "expand", "redi
           "submit", "other")
 
 
-
 def canonical_ip(text: str | None) -> str | None:
     """Canonical text of an address as logged: brackets, zone index and whitespace removed, IPv6
     compressed (RFC 5952), IPv4-mapped IPv6 as plain IPv4. Text that is not an address is kept as
