@@ -12,8 +12,9 @@ from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, u
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memchr
 
+from common cimport MF_POPCNT, view_bytes
 from lpm cimport (
-    ADDR_EMPTY, ADDR_INVALID, ADDR_V4, ADDR_V6, LPM_POPCNT, Node, Trie,
+    ADDR_EMPTY, ADDR_INVALID, ADDR_V4, ADDR_V6, Node, Trie,
     LPM_FAST_READ, LPM_PREFETCH, lpm_fast_v4, lpm_fast_v6, lpm_init_tables,
 )
 
@@ -410,10 +411,10 @@ cdef inline int32_t _walk4(const Trie *t, const Node *nd, uint32_t a) noexcept n
     while True:
         v = (<uint32_t>(a << d)) >> 26
         if (nd.vector >> v) & 1:
-            nd = &t.nodes[nd.base1 + LPM_POPCNT(nd.vector & (ONES >> (63 - v))) - 1]
+            nd = &t.nodes[nd.base1 + MF_POPCNT(nd.vector & (ONES >> (63 - v))) - 1]
             d += 6
         else:
-            return t.leaves[nd.base0 + LPM_POPCNT(nd.leafvec & (ONES >> (63 - v))) - 1]
+            return t.leaves[nd.base0 + MF_POPCNT(nd.leafvec & (ONES >> (63 - v))) - 1]
 
 
 cdef inline int32_t _lookup6(const Trie *t, uint64_t hi, uint64_t lo) noexcept nogil:
@@ -427,10 +428,10 @@ cdef inline int32_t _lookup6(const Trie *t, uint64_t hi, uint64_t lo) noexcept n
     while True:
         v = _slot6(hi, lo, d)
         if (nd.vector >> v) & 1:
-            nd = &t.nodes[nd.base1 + LPM_POPCNT(nd.vector & (ONES >> (63 - v))) - 1]
+            nd = &t.nodes[nd.base1 + MF_POPCNT(nd.vector & (ONES >> (63 - v))) - 1]
             d += 6
         else:
-            return t.leaves[nd.base0 + LPM_POPCNT(nd.leafvec & (ONES >> (63 - v))) - 1]
+            return t.leaves[nd.base0 + MF_POPCNT(nd.leafvec & (ONES >> (63 - v))) - 1]
 
 
 cdef inline int32_t _lookup_text(const Trie *t4, const Trie *t6, const uint8_t *s,
@@ -529,30 +530,24 @@ cdef Py_ssize_t _loop_offsets(const Trie *t4, const Trie *t6, const uint8_t *val
 
 
 cdef Py_ssize_t _loop_views(const Trie *t4, const Trie *t6, const uint8_t *valid,
-                            Py_ssize_t voff, const uint8_t *views, const uint64_t *bufs,
+                            Py_ssize_t voff, const uint8_t *views, const uint8_t **bufs,
                             const int64_t *buflens, Py_ssize_t nbufs, Py_ssize_t n,
                             int32_t *out) noexcept nogil:
     """Look up rows of a string_view/binary_view array (16-byte views, variadic data buffers)."""
     cdef Py_ssize_t i
-    cdef const uint8_t *v
-    cdef int32_t ln, bi, bo
+    cdef const uint8_t *s
+    cdef int32_t ln
+    cdef int64_t room
     for i in range(n):
         if _is_null(valid, voff + i):
             out[i] = ADDR_EMPTY
             continue
-        v = views + 16 * i
-        memcpy(&ln, v, 4)
-        if ln < 0:
+        s = view_bytes(views + 16 * i, bufs, buflens, nbufs, &ln, &room)
+        if s == NULL:
             return i
-        if ln <= 12:
-            out[i] = _lookup_row(t4, t6, v + 4, ln, False)
-        else:
-            memcpy(&bi, v + 8, 4)
-            memcpy(&bo, v + 12, 4)
-            if bi < 0 or bi >= nbufs or bo < 0 or <int64_t>bo + ln > buflens[bi]:
-                return i
-            out[i] = _lookup_row(t4, t6, (<const uint8_t *>bufs[bi]) + bo, ln,
-                                 <int64_t>bo + LPM_FAST_READ <= buflens[bi])
+        # the fast parsers over-read: only where the storage holds LPM_FAST_READ bytes from s
+        # (never inline: a view holds 12)
+        out[i] = _lookup_row(t4, t6, s, ln, room >= LPM_FAST_READ)
     return -1
 
 
@@ -897,7 +892,7 @@ cdef class Core:
         cdef const int64_t[::1] o64
         cdef const uint8_t *valid = NULL
         cdef const uint8_t *dptr
-        cdef uint64_t *bufs
+        cdef const uint8_t **bufs
         cdef int64_t *lens
         if out.shape[0] != n:
             raise ValueError("output length differs from input length")
@@ -930,7 +925,7 @@ cdef class Core:
                 raise ValueError("malformed Arrow array: view buffer shorter than the array")
             data = [_u8(b) for b in buffers[2:]]
             nb = len(data)
-            bufs = <uint64_t *> malloc((nb + 1) * sizeof(uint64_t))
+            bufs = <const uint8_t **> malloc((nb + 1) * sizeof(uint8_t *))
             lens = <int64_t *> malloc((nb + 1) * sizeof(int64_t))
             if bufs == NULL or lens == NULL:
                 free(bufs)
@@ -938,7 +933,7 @@ cdef class Core:
                 raise MemoryError()
             try:
                 for i in range(nb):
-                    bufs[i] = <uint64_t> _ptr(data[i])
+                    bufs[i] = _ptr(data[i])
                     lens[i] = len(data[i])
                 with nogil:
                     bad = _loop_views(&snap.t4, &snap.t6, valid, off, &views[off * 16], bufs, lens,

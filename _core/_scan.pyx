@@ -15,7 +15,8 @@ from libc.string cimport memchr, memcpy
 
 import numpy as np
 
-from scan cimport ScanOut, SCAN_POPCNT, ONES, LOW7
+from common cimport MF_POPCNT, view_bytes
+from scan cimport ScanOut, ONES, LOW7
 
 
 cdef int64_t _count_newlines(const uint8_t *p, int64_t n) noexcept nogil:
@@ -38,12 +39,23 @@ cdef inline uint64_t _bytes_equal(uint64_t word, uint64_t pattern) noexcept nogi
     return ~(((x & LOW7) + LOW7) | x | LOW7)
 
 
+cdef inline void _record(ScanOut *out, int64_t k, const uint8_t *p, int64_t start, int64_t end,
+                         int64_t line, int64_t fields) noexcept nogil:
+    # record k spans p[start:end], a CR before the line break left out
+    if end > start and p[end - 1] == 13:
+        end -= 1
+    out.starts[k] = start
+    out.ends[k] = end
+    out.lines[k] = line
+    out.fields[k] = fields
+
+
 cdef void _scan(const uint8_t *p, int64_t n, uint8_t sep, bint final, int64_t line0,
                 ScanOut *out) noexcept nogil:
     cdef int64_t i = 0, start = 0, line = line0, start_line = line0, fields = 1, k = 0
     cdef bint quoted = False
     cdef uint8_t c
-    cdef int64_t end, stop
+    cdef int64_t stop
     cdef uint64_t word, seps
     cdef uint64_t quotes = ONES * 34, newlines = ONES * 10, separators = ONES * sep
     out.consumed = 0
@@ -58,7 +70,7 @@ cdef void _scan(const uint8_t *p, int64_t n, uint8_t sep, bint final, int64_t li
             if not quoted:
                 seps = _bytes_equal(word, separators)
                 if seps:
-                    fields += SCAN_POPCNT(seps)
+                    fields += MF_POPCNT(seps)
             i += 8
         # then byte by byte through the word that stopped it
         stop = i + 8 if i + 8 <= n else n
@@ -69,13 +81,7 @@ cdef void _scan(const uint8_t *p, int64_t n, uint8_t sep, bint final, int64_t li
             elif c == 10:
                 line += 1
                 if not quoted:
-                    end = i
-                    if end > start and p[end - 1] == 13:
-                        end -= 1
-                    out.starts[k] = start
-                    out.ends[k] = end
-                    out.lines[k] = start_line
-                    out.fields[k] = fields
+                    _record(out, k, p, start, i, start_line, fields)
                     k += 1
                     start = i + 1
                     start_line = line
@@ -86,13 +92,7 @@ cdef void _scan(const uint8_t *p, int64_t n, uint8_t sep, bint final, int64_t li
                 fields += 1
             i += 1
     if final and start < n:
-        end = n
-        if p[end - 1] == 13:
-            end -= 1
-        out.starts[k] = start
-        out.ends[k] = end
-        out.lines[k] = start_line
-        out.fields[k] = fields
+        _record(out, k, p, start, n, start_line, fields)
         k += 1
         out.consumed = n
         out.newlines = line - line0
@@ -240,9 +240,9 @@ def edge_space(const uint8_t[::1] views, list buffers):
     cdef Py_ssize_t n = views.shape[0] // 16
     cdef Py_ssize_t nbuf = len(buffers), i
     cdef int32_t length, index, offset
-    cdef int64_t empty = 0
+    cdef int64_t empty = 0, room
     cdef bint edge = False
-    cdef const uint8_t *v
+    cdef const uint8_t *s
     cdef const uint8_t **data = NULL
     cdef int64_t *sizes = NULL
     cdef const uint8_t[::1] buf
@@ -260,33 +260,22 @@ def edge_space(const uint8_t[::1] views, list buffers):
             buf = keep[i]
             sizes[i] = buf.shape[0]
             data[i] = &buf[0] if buf.shape[0] else NULL
-        # validate every long view's buffer and span first, with the GIL (errors need it)
+        # validate every view first, with the GIL (errors need it)
         for i in range(n):
-            v = &views[16 * i]
-            memcpy(&length, v, 4)
-            if length > 12:
-                memcpy(&index, v + 8, 4)
-                memcpy(&offset, v + 12, 4)
-                if index < 0 or index >= nbuf or offset < 0 or <int64_t>offset + length > sizes[index]:
-                    raise ValueError(f"view {i} points outside its buffer (buffer {index}, offset {offset}, "
-                                     f"length {length})")
-            elif length < 0:
-                raise ValueError(f"view {i} has a negative length ({length})")
+            if view_bytes(&views[16 * i], data, sizes, nbuf, &length, &room) == NULL:
+                if length < 0:
+                    raise ValueError(f"view {i} has a negative length ({length})")
+                memcpy(&index, &views[16 * i + 8], 4)
+                memcpy(&offset, &views[16 * i + 12], 4)
+                raise ValueError(f"view {i} points outside its buffer (buffer {index}, offset {offset}, "
+                                 f"length {length})")
         with nogil:
             for i in range(n):
-                v = &views[16 * i]
-                memcpy(&length, v, 4)
+                s = view_bytes(&views[16 * i], data, sizes, nbuf, &length, &room)
                 if length == 0:
                     empty += 1
                 elif not edge:
-                    if _maybe_space(v[4]):
-                        edge = True
-                    elif length <= 12:
-                        edge = _maybe_space(v[3 + length])
-                    else:
-                        memcpy(&index, v + 8, 4)
-                        memcpy(&offset, v + 12, 4)
-                        edge = _maybe_space(data[index][offset + length - 1])
+                    edge = _maybe_space(s[0]) or _maybe_space(s[length - 1])
     finally:
         PyMem_Free(data)
         PyMem_Free(sizes)

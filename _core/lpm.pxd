@@ -6,22 +6,16 @@
 
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int32_t, int64_t
 
+from common cimport MF_POPCNT
+
 cdef extern from *:
     """
     #if defined(__GNUC__) || defined(__clang__)
-    #  define LPM_POPCNT(x) ((unsigned)__builtin_popcountll(x))
     #  define LPM_PREFETCH(p) __builtin_prefetch((const void *)(p))
     #else
     #  define LPM_PREFETCH(p) ((void)(p))
-    static inline unsigned LPM_POPCNT(unsigned long long x) {
-        x = x - ((x >> 1) & 0x5555555555555555ULL);
-        x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-        x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-        return (unsigned)((x * 0x0101010101010101ULL) >> 56);
-    }
     #endif
     """
-    unsigned LPM_POPCNT(uint64_t x) nogil
     void LPM_PREFETCH(const void *p) nogil
 
 # One node of the trie: 64 slots for the next 6 bits of the key.

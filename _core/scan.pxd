@@ -4,20 +4,9 @@ from libc.stdint cimport uint8_t, int64_t, uint64_t
 
 cdef extern from *:
     """
-    #if defined(__GNUC__) || defined(__clang__)
-    #  define SCAN_POPCNT(x) ((int64_t)__builtin_popcountll(x))
-    #else
-    static inline int64_t SCAN_POPCNT(unsigned long long x) {
-        x = x - ((x >> 1) & 0x5555555555555555ULL);
-        x = (x & 0x3333333333333333ULL) + ((x >> 2) & 0x3333333333333333ULL);
-        x = (x + (x >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
-        return (int64_t)((x * 0x0101010101010101ULL) >> 56);
-    }
-    #endif
     #define SCAN_ONES 0x0101010101010101ULL
     #define SCAN_LOW7 0x7F7F7F7F7F7F7F7FULL
     """
-    int64_t SCAN_POPCNT(uint64_t x) nogil
     # a byte repeated in all eight bytes of a word is ONES * byte
     const uint64_t ONES "SCAN_ONES"
     const uint64_t LOW7 "SCAN_LOW7"
