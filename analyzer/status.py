@@ -67,8 +67,8 @@ import re
 from dataclasses import dataclass
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
+
+from analyzer._columns import dictionary
 
 __all__ = ["CATEGORIES", "Status", "classify", "classify_column"]
 
@@ -277,13 +277,9 @@ def classify_column(values: pl.Series) -> pl.DataFrame:
     deferrals from ten thousand sources cost a handful of classify calls.
     Nulls give ``category="none"`` and nulls elsewhere.
     """
-    texts = values if values.dtype == pl.String else values.cast(pl.String)
-    # Arrow's dictionary encoding gives the distinct replies and, per row, the index of its own:
-    # a gather puts the results back in row order (cheaper than joining on the text)
-    arr = texts.to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    encoded = pc.dictionary_encode(arr)
+    # the distinct replies and, per row, the index of its own: a gather puts the results back
+    # in row order (cheaper than joining on the text)
+    encoded = dictionary(values)
     frame = pl.Series(_KEY, encoded.dictionary, dtype=pl.String).to_frame().with_columns(
         pl.col(_KEY).str.extract(_IP_IN_REPLY, 2).alias("_ip"),
         pl.col(_KEY).str.replace(_IP_IN_REPLY, "${1}" + _PLACEHOLDER + "${3}").alias("_template"),

@@ -537,15 +537,14 @@ def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: in
         with pq.ParquetFile(path) as handle:
             present = set(handle.schema_arrow.names)
             rows = handle.metadata.num_rows
-        cols = [c for c in wanted if c in present]
-        if group and (cols != group_cols or group_rows + rows > batch_rows):
-            yield read(group, group_cols)
-            group, group_rows = [], 0
-        if rows <= batch_rows:
-            group.append(path)
-            group_cols, group_rows = cols, group_rows + rows
-            continue
-        with pq.ParquetFile(path) as handle:
+            cols = [c for c in wanted if c in present]
+            if group and (cols != group_cols or group_rows + rows > batch_rows):
+                yield read(group, group_cols)
+                group, group_rows = [], 0
+            if rows <= batch_rows:
+                group.append(path)
+                group_cols, group_rows = cols, group_rows + rows
+                continue
             for batch in handle.iter_batches(batch_size=batch_rows, columns=cols, use_threads=False):
                 frame = pl.from_arrow(batch)
                 assert isinstance(frame, pl.DataFrame)

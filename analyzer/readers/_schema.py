@@ -6,9 +6,8 @@ from __future__ import annotations
 import ipaddress
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from analyzer._columns import dictionary
 from analyzer.status import CANONICAL_V4, classify_column
 
 UTC = "UTC"
@@ -96,10 +95,7 @@ def _address_and_domain(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     """(address trimmed and lower-cased, its domain) of each value, computed once per distinct
     value: a log repeats its senders and recipients, and the domain's regex costs far more than
     Arrow's dictionary encoding and a gather."""
-    arr = values.cast(pl.String).to_arrow()
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    encoded = pc.dictionary_encode(arr)
+    encoded = dictionary(values)
     distinct = pl.Series(encoded.dictionary)
     # "<a@b.c>" as some logs write it; the null sender "<>" becomes an empty string (it is real
     # information: bounces and DSNs), which is kept rather than turned into null.
