@@ -12,25 +12,30 @@ findings are computed over that Parquet one day partition at a time.
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import hashlib
 import os
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
-from analyzer import _io, attribution, config, findings, readers
+from analyzer import __version__, _io, attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
 from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
 from analyzer.state import State, digest
 
-__all__ = ["Analysis", "Options", "RecordWriter", "SEVERITIES", "analyze", "classify_inputs", "connector_usage",
-           "findings_and_hotspots", "load_cloud_ranges", "load_ip_tables", "severity_at_least"]
+__all__ = ["Analysis", "Options", "Part", "RecordWriter", "SEVERITIES", "analyze", "attribution_fingerprint",
+           "classify_inputs", "connector_usage", "findings_and_hotspots", "link_parts", "load_cloud_ranges",
+           "load_ip_tables", "reusable_parts", "severity_at_least"]
 
 SEVERITIES = findings.SEVERITIES
 
@@ -135,12 +140,24 @@ def analyze(
                          where=", ".join(str(p) for p in inputs) or "(no inputs)")
 
     attributor = attribution.Attributor.build(connectors, domains, ip_tables=tables, options=options.attribution)
+    fingerprint = attribution_fingerprint(connectors, domains, ip_tables, options.attribution)
     records_dir = staging / "records"
-    writer = RecordWriter(attributor, records_dir, staging / "keys", since=options.since, until=options.until)
+    writer = RecordWriter(attributor, records_dir, staging / "keys", since=options.since, until=options.until,
+                          fingerprint=fingerprint)
 
     t = time.perf_counter()
     run_key = None
-    if state is None:
+    reused = (reusable_parts(logs, fingerprint)
+              if state is None and options.since is None and options.until is None else None)
+    if reused is not None:
+        # the records/ of an earlier run with this very attribution: already attributed and
+        # de-duplicated, so they are linked into place instead of being read and written again
+        reports = link_parts(reused, records_dir)
+        writer.rows = sum(r.rows_kept for r in reports)
+        if on_file is not None and reports:
+            on_file(reports[-1], len(reports), len(reports))
+        totals, rejects = readers.totals_frame(reports, {}), pl.DataFrame(schema=readers.REJECTS_SCHEMA)
+    elif state is None:
         # read, attribute and write in one pass: each batch goes from the readers' worker
         # threads straight to its date partitions, so memory is bounded by a few batches
         ingest = readers.ingest(logs, year=options.year, strict=options.strict, date_order=options.date_order,
@@ -230,8 +247,11 @@ class RecordWriter:
 
     def __init__(self, attributor: attribution.Attributor, root: Path, keys: Path, *,
                  since: dt.datetime | None = None, until: dt.datetime | None = None,
-                 flush_rows: int = 200_000) -> None:
+                 flush_rows: int = 200_000, fingerprint: str = "") -> None:
         self.attributor = attributor
+        # stamped into every part (`PART_METADATA`), so a later run can reuse the parts
+        self.fingerprint = fingerprint
+        self.run = uuid.uuid4().hex
         self.root = root
         self.keys = keys
         self.since, self.until = since, until
@@ -274,6 +294,9 @@ class RecordWriter:
         for part in ready:  # written outside the lock: the other worker keeps adding
             self._write(*part)
 
+    def _metadata(self, day: str, number: int) -> dict[str, str]:
+        return {_FINGERPRINT: self.fingerprint, _RUN: self.run, _PART: str(number), _DAY: day}
+
     def _day_rows(self, day: str) -> int:
         return sum(rows.height for _, rows in self._waiting[day])
 
@@ -289,7 +312,7 @@ class RecordWriter:
         name = f"part-{number:08d}"
         target = self.root / f"date={day}" / f"{name}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        frame.drop("_key").write_parquet(target, **_PARQUET)
+        frame.drop("_key").write_parquet(target, metadata=self._metadata(day, number), **_PARQUET)
         hashes = self.keys / day / f"{name}.npz"
         hashes.parent.mkdir(parents=True, exist_ok=True)
         batches = np.concatenate([np.full(rows.height, index, dtype=np.int32) for index, rows in chunks])
@@ -332,7 +355,8 @@ class RecordWriter:
                 self.rows -= int((~fresh).sum())
                 kept = frame.filter(mask)
                 if kept.height:
-                    kept.write_parquet(target, **_PARQUET)
+                    number = int(name.stem.removeprefix("part-"))
+                    kept.write_parquet(target, metadata=self._metadata(day.name, number), **_PARQUET)
                 else:
                     target.unlink()
         shutil.rmtree(self.keys, ignore_errors=True)
@@ -341,6 +365,89 @@ class RecordWriter:
 
 # zstd level 1: most of level 3's size at a lower cost (the records are written once per run)
 _PARQUET: dict = {"compression": "zstd", "compression_level": 1, "statistics": True}
+
+# Parquet key-value metadata of every records/ part: what attributed it, which run and part it
+# is, and its UTC day
+_FINGERPRINT, _RUN, _PART, _DAY = "mailflow.attribution", "mailflow.run", "mailflow.part", "mailflow.day"
+
+
+def attribution_fingerprint(connectors: config.Connectors, domains: Sequence[config.AcceptedDomain],
+                            ip_tables: Mapping[str, str | os.PathLike], options: attribution.Options) -> str:
+    """A digest of everything that decides a record's attribution columns: the connectors and
+    accepted domains (not where they were read), the ``--ip-table`` files' names and contents,
+    the attribution options and this version of the tool."""
+    def strip(item: object) -> dict:
+        return {k: v for k, v in asdict(item).items() if k != "source"}  # type: ignore[call-overload]
+
+    parts = (__version__, attribution.REVISION,
+             [[strip(c) for c in group] for group in (connectors.inbound, connectors.outbound,
+                                                     connectors.receive, connectors.send)],
+             sorted((strip(d) for d in domains), key=repr),
+             sorted((name, digest(Path(path))) for name, path in ip_tables.items()),
+             asdict(options))
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Part:
+    """A records/ part written by `RecordWriter` (see `reusable_parts`)."""
+
+    path: Path
+    day: str
+    number: int
+    rows: int
+
+
+def reusable_parts(logs: Sequence[Path], fingerprint: str) -> list[Part] | None:
+    """The parts behind `logs` when every one is a records/ part of one earlier run whose
+    attribution had this `fingerprint`: those records are attributed as this run would and hold
+    no duplicates, so they can be reused as they are. None otherwise (any other file, another
+    run or attribution, a part given twice, parts of an older version without the metadata)."""
+    if not logs:
+        return None
+    parts, runs, seen = [], set(), set()
+    for path in logs:
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) != b"PAR1":
+                    return None
+            meta = pq.read_metadata(path)
+        except (OSError, ValueError):
+            return None  # the readers say what is wrong with it
+        stamp = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (meta.metadata or {}).items()}
+        if stamp.get(_FINGERPRINT) != fingerprint or not stamp.get(_RUN) or not stamp.get(_PART, "").isdigit():
+            return None
+        try:
+            day = dt.date.fromisoformat(stamp.get(_DAY, "")).isoformat()
+        except ValueError:
+            return None
+        number = int(stamp[_PART])
+        if (stamp[_RUN], number) in seen:  # the same part twice (a copy of the folder) holds duplicates
+            return None
+        seen.add((stamp[_RUN], number))
+        runs.add(stamp[_RUN])
+        parts.append(Part(path, day, number, meta.num_rows))
+    return parts if len(runs) == 1 else None
+
+
+def link_parts(parts: Sequence[Part], root: Path) -> list[readers.FileReport]:
+    """Put `parts` in the records/ folder `root` under their own day and number: hard links
+    (instant, no space) where the file system allows, copies otherwise. Returns a report per
+    part as the Parquet reader would."""
+    for part in parts:
+        target = root / f"date={part.day}" / f"part-{part.number:08d}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(part.path, target)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+                raise
+            shutil.copyfile(part.path, target)
+    return [readers.FileReport(str(p.path), "parquet", encoding="parquet", rows_read=p.rows, rows_kept=p.rows,
+                               notes=[_REUSED]) for p in parts]
+
+
+_REUSED = "records of an earlier run with the same attribution: reused as they are"
 
 
 def _day_name(day: dt.date | None) -> str:

@@ -48,6 +48,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "Attributor",
     "Options",
+    "REVISION",
     "accepted_expr",
     "config_findings",
 ]
@@ -100,6 +101,10 @@ PRIVATE_NETWORKS: tuple[str, ...] = (
 )
 
 _IP_CLASSES = ("connector", "private", "microsoft", "other")
+
+# Bump when a change here gives a record other attribution columns: records/ parts written
+# before then are no longer reused as they are (`analyses.reusable_parts`).
+REVISION = 1
 _SEVERITY_RANK = {"high": 0, "medium": 1, "low": 2, "info": 3}
 
 

@@ -6,6 +6,10 @@ de-duplicates the whole input at once) on inputs that cross batches, files and d
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -135,15 +139,109 @@ def test_streamed_records_equal_the_in_memory_read_and_attribution(tmp_path: Pat
     assert sum(want.values()) >= 2  # the overlap really has copies
 
 
-def test_records_folder_as_input_gives_the_same_findings(tmp_path: Path) -> None:
-    """A records/ folder of an earlier run, read back in batches, gives the same records and
-    findings as the logs it came from."""
+@pytest.mark.parametrize("reuse", [True, False])
+def test_records_folder_as_input_gives_the_same_findings(tmp_path: Path, reuse: bool,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A records/ folder of an earlier run gives the same records and findings as the logs it
+    came from, whether its parts are reused as they are or read back in batches and attributed
+    again."""
     first = _stream([SAMPLE / "logs"], tmp_path / "one")
+    if not reuse:
+        monkeypatch.setattr(analyses, "reusable_parts", lambda logs, fingerprint: None)
     second = _stream([first.records_dir], tmp_path / "two")
     columns = [c for c in _records(first.records_dir).columns]
     assert _records(second.records_dir).select(columns).equals(_records(first.records_dir))
+    assert second.records == first.records
     assert second.findings.equals(first.findings)
     assert second.hotspots.equals(first.hotspots)
+    assert second.connectors.equals(first.connectors)
+    assert second.totals["rows_kept"].sum() == first.records
+    assert second.totals["duplicates"].sum() == 0
+    linked = {p.stat().st_ino for p in first.records_dir.rglob("*.parquet")}
+    assert ({p.stat().st_ino for p in second.records_dir.rglob("*.parquet")} == linked) is reuse
+    assert ("read" in second.timings) is False
+
+
+def _part_layout(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.parquet"))
+
+
+def test_reused_parts_keep_their_day_and_number_and_the_totals_match_a_read(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _stream([SAMPLE / "logs"], tmp_path / "one")
+    reused = _stream([first.records_dir], tmp_path / "two")
+    assert _part_layout(reused.records_dir) == _part_layout(first.records_dir)
+    monkeypatch.setattr(analyses, "reusable_parts", lambda logs, fingerprint: None)
+    read = _stream([first.records_dir], tmp_path / "three")
+    assert reused.totals.drop("notes").equals(read.totals.drop("notes"))
+    assert set(reused.totals["notes"]) == {"records of an earlier run with the same attribution: reused as they are"}
+    assert set(read.totals["notes"]) == {""}
+
+
+def test_parts_are_copied_when_they_cannot_be_linked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = _stream([SAMPLE / "logs"], tmp_path / "one")
+
+    def cross_device(src: object, dst: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    second = _stream([first.records_dir], tmp_path / "two")
+    assert _records(second.records_dir).equals(_records(first.records_dir))
+    inodes = {p.stat().st_ino for p in first.records_dir.rglob("*.parquet")}
+    assert not inodes & {p.stat().st_ino for p in second.records_dir.rglob("*.parquet")}
+
+
+def test_records_are_attributed_again_when_the_attribution_changed(tmp_path: Path) -> None:
+    """Other attribution options (here a range declared internal) give other attribution
+    columns: the parts are read and attributed again, not reused."""
+    first = _stream([SAMPLE / "logs"], tmp_path / "one")
+    internal = analyses.Options(attribution=attribution.Options(internal_networks=("0.0.0.0/0", "::/0")))
+    second = _stream([first.records_dir], tmp_path / "two", options=internal)
+    classes = _records(second.records_dir).filter(pl.col("client_ip").is_not_null() & (pl.col("ip_class") != "connector"))
+    assert classes.height > 0 and (classes["ip_class"] == "private").all()
+    assert not (_records(first.records_dir).filter(pl.col("client_ip").is_not_null())["ip_class"] == "private").all()
+
+
+def test_a_copy_of_a_records_folder_is_not_reused_and_its_duplicates_go(tmp_path: Path) -> None:
+    first = _stream([SAMPLE / "logs"], tmp_path / "one")
+    copy = tmp_path / "copy"
+    shutil.copytree(first.records_dir, copy)
+    second = _stream([first.records_dir, copy], tmp_path / "two")
+    assert second.records == first.records
+    assert _records(second.records_dir).equals(_records(first.records_dir))
+    inodes = {p.stat().st_ino for p in first.records_dir.rglob("*.parquet")}
+    assert not inodes & {p.stat().st_ino for p in second.records_dir.rglob("*.parquet")}
+
+
+def test_parts_of_two_runs_or_foreign_parquet_are_not_reused(tmp_path: Path) -> None:
+    first = _stream([SAMPLE / "logs"], tmp_path / "one")
+    other = _stream([SAMPLE / "logs"], tmp_path / "other")
+    connectors, domains = config.load_config(sorted((SAMPLE / "config").iterdir()))
+    fingerprint = analyses.attribution_fingerprint(connectors, domains, {}, attribution.Options())
+    parts = sorted(first.records_dir.rglob("*.parquet"))
+    assert [p.path for p in analyses.reusable_parts(parts, fingerprint) or []] == parts
+    assert analyses.reusable_parts(parts, "0" * 64) is None
+    assert analyses.reusable_parts(parts + sorted(other.records_dir.rglob("*.parquet"))[:1], fingerprint) is None
+    foreign = tmp_path / "foreign.parquet"
+    pl.read_parquet(parts[0]).write_parquet(foreign)
+    assert analyses.reusable_parts(parts + [foreign], fingerprint) is None
+    assert analyses.reusable_parts(parts + [SAMPLE / "logs" / sorted(p.name for p in (SAMPLE / "logs").iterdir())[0]],
+                                   fingerprint) is None
+    assert analyses.reusable_parts([], fingerprint) is None
+
+
+def test_the_fingerprint_ignores_where_the_configuration_was_read(tmp_path: Path) -> None:
+    moved = tmp_path / "moved"
+    shutil.copytree(SAMPLE / "config", moved)
+    a = config.load_config(sorted((SAMPLE / "config").iterdir()))
+    b = config.load_config(sorted(moved.iterdir()))
+    assert a[0].inbound[0].source != b[0].inbound[0].source
+    options = attribution.Options()
+    assert analyses.attribution_fingerprint(*a, {}, options) == analyses.attribution_fingerprint(*b, {}, options)
+    fewer = replace(a[0], inbound=a[0].inbound[1:])
+    assert analyses.attribution_fingerprint(fewer, a[1], {}, options) != analyses.attribution_fingerprint(*a, {}, options)
+    assert (analyses.attribution_fingerprint(*a, {}, attribution.Options(internal_networks=("10.9.0.0/16",)))
+            != analyses.attribution_fingerprint(*a, {}, options))
 
 
 def test_large_parquet_input_is_read_in_bounded_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
