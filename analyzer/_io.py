@@ -67,13 +67,19 @@ def write_parquet(frame: pl.DataFrame | pl.LazyFrame, target: str | os.PathLike)
             frame.write_parquet(tmp, compression="zstd")
 
 
-def record_days(root: Path | None) -> Iterator[pl.LazyFrame]:
-    """The attributed records under `root` (``date=YYYY-MM-DD/part-*.parquet``), one day
-    partition at a time: aggregations whose groups never span a UTC day run day by day, so
-    their memory is bounded by a day of records rather than the whole period."""
+def record_day_parts(root: Path | None) -> list[list[Path]]:
+    """The Parquet parts of each day partition under `root` (``date=YYYY-MM-DD/part-*.parquet``),
+    day by day."""
     if root is None or not root.is_dir():
-        return
-    for day in sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("date=")):
-        parts = sorted(day.glob("*.parquet"))
-        if parts:
-            yield pl.scan_parquet(parts)
+        return []
+    days = (sorted(day.glob("*.parquet"))
+            for day in sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("date=")))
+    return [parts for parts in days if parts]
+
+
+def record_days(root: Path | None) -> Iterator[pl.LazyFrame]:
+    """The attributed records under `root`, one day partition at a time: aggregations whose
+    groups never span a UTC day run day by day, so their memory is bounded by a day of records
+    rather than the whole period."""
+    for parts in record_day_parts(root):
+        yield pl.scan_parquet(parts)

@@ -19,7 +19,8 @@ from typing import Any
 import jinja2
 import polars as pl
 
-from analyzer import _io, _svg
+from analyzer import _io, _partials, _svg
+from analyzer._partials import canonical
 
 __all__ = ["render", "render_text", "write"]
 
@@ -175,9 +176,10 @@ def _records(out_dir: Path) -> Path | None:
     return root if any(root.rglob("*.parquet")) else None
 
 
-def _traffic_counts(records: Path | None) -> dict[str, pl.DataFrame]:
+def _traffic_counts(records: Path | None, cache: _partials.Cache | None = None) -> dict[str, pl.DataFrame]:
     """Distinct messages per time bucket and inbound connector, and per bucket and direction
-    (``_t``, ``_g``, ``n``); hourly buckets, daily beyond two weeks."""
+    (``_t``, ``_g``, ``n``); hourly buckets, daily beyond two weeks. Day partials go through
+    `cache`."""
     if records is None:
         return {}
     span = (pl.scan_parquet(sorted(records.rglob("*.parquet")))
@@ -189,10 +191,12 @@ def _traffic_counts(records: Path | None) -> dict[str, pl.DataFrame]:
     # one day partition at a time (an hour or a UTC day never spans two), so memory is bounded
     # by a day of records, not the period; both charts share the day's scan. Buckets are
     # grouped as integers and become times once counted.
-    for day in _io.record_days(records):
-        queries = [day.group_by((pl.col("timestamp").dt.epoch("us") // unit).alias("_t"), pl.col(by).alias("_g"))
-                   .agg(message.n_unique().alias("n")) for by in parts]
-        for by, result in zip(parts, pl.collect_all(queries)):
+    def queries(day: pl.LazyFrame) -> list[pl.LazyFrame]:
+        return [day.group_by((pl.col("timestamp").dt.epoch("us") // unit).alias("_t"), pl.col(by).alias("_g"))
+                .agg(message.n_unique().alias("n")) for by in parts]
+
+    for day in _partials.record_days(records):
+        for by, result in zip(parts, _partials.collect(day, queries, cache)):
             parts[by].append(result)
     return {by: pl.concat(frames).with_columns(
         (pl.col("_t") * unit).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("_t"),
@@ -242,8 +246,9 @@ def _greylisting(out_dir: Path, findings: list[dict]) -> tuple[_svg.Markup | Non
     return heat, hot[:20]
 
 
-def _subjects(records: Path | None, top: int = 10) -> list[dict]:
-    """The most frequent subjects (a flood, a loop, a campaign stands out); untrusted text."""
+def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None = None) -> list[dict]:
+    """The most frequent subjects (a flood, a loop, a campaign stands out); untrusted text. Day
+    partials go through `cache`."""
     if records is None:
         return []
     # distinct (subject, message) and (subject, sender) pairs day by day (hashed: 8 bytes a
@@ -252,12 +257,15 @@ def _subjects(records: Path | None, top: int = 10) -> list[dict]:
     # end for the few that make the table.
     subject = pl.col("subject").hash(seed=5).alias("_s")
     pairs: dict[str, list[pl.DataFrame]] = {"messages": [], "senders": []}
-    days = list(_io.record_days(records))
-    for day in days:
+    days = _partials.record_days(records)
+
+    def queries(day: pl.LazyFrame) -> list[pl.LazyFrame]:
         rows = day.filter(pl.col("subject").is_not_null())
-        queries = [rows.select(subject, pl.col(column).hash(seed=7).alias("_v")).unique()
-                   for column in ("message_key", "sender")]
-        for name, result in zip(pairs, pl.collect_all(queries)):
+        return [rows.select(subject, pl.col(column).hash(seed=7).alias("_v")).unique()
+                for column in ("message_key", "sender")]
+
+    for day in days:
+        for name, result in zip(pairs, _partials.collect(day, queries, cache)):
             pairs[name].append(result)
     messages, senders = (pl.concat(frames).unique().group_by("_s").agg(pl.len().alias(name))
                          for name, frames in pairs.items())
@@ -266,23 +274,23 @@ def _subjects(records: Path | None, top: int = 10) -> list[dict]:
     if counts.height > top:
         cut = counts.get_column("messages").sort(descending=True)[top - 1]
         counts = counts.filter(pl.col("messages") >= cut)
-    wanted = counts.get_column("_s").implode()
-    texts = pl.concat(pl.collect_all([
-        day.filter(pl.col("subject").is_not_null() & subject.is_in(wanted)).group_by(subject)
-        .agg(pl.col("subject").first()) for day in days])).unique("_s")
+    wanted = canonical(counts.select(pl.col("_s").sort())).get_column("_s").implode()
+    texts = pl.concat([_partials.collect(day, lambda frame: [
+        frame.filter(pl.col("subject").is_not_null() & subject.is_in(wanted)).group_by(subject)
+        .agg(pl.col("subject").min())], cache)[0] for day in days]).group_by("_s").agg(pl.col("subject").min())
     return (counts.join(texts, on="_s").drop("_s").select("subject", "messages", "senders")
             .sort(["messages", "subject"], descending=[True, False]).head(top).to_dicts())
 
 
-def render(out_dir: str | os.PathLike) -> str:
-    """report.html for the outputs in `out_dir`."""
+def render(out_dir: str | os.PathLike, cache: _partials.Cache | None = None) -> str:
+    """report.html for the outputs in `out_dir` (per-day partials of the records through `cache`)."""
     out = Path(out_dir)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     findings = pl.read_parquet(out / "findings.parquet")
     rows = [{k: _fmt_time(v) for k, v in r.items()} for r in findings.head(_MAX_ROWS).iter_rows(named=True)]
     connectors = pl.read_parquet(out / "connectors.parquet")
     records = _records(out)
-    traffic = _traffic_counts(records)
+    traffic = _traffic_counts(records, cache)
     conn_rows = [{k: _fmt_time(v) for k, v in r.items()} for r in connectors.iter_rows(named=True)]
     inbound = connectors.filter(pl.col("direction") == "inbound").sort("messages", descending=True)
     connector_chart = _svg.bar_chart("Messages per inbound connector", inbound["connector"].to_list(),
@@ -308,7 +316,7 @@ def render(out_dir: str | os.PathLike) -> str:
         hot=hot,
         traffic_connector=_traffic(traffic.get("inbound_connector"), "Messages by inbound connector"),
         traffic_direction=_traffic(traffic.get("direction"), "Messages by direction"),
-        subjects=_subjects(records),
+        subjects=_subjects(records, cache=cache),
         unrouted=[r for r in all_rows if r["kind"] in ("unrouted_inbound", "direct_send")],
         open_relay=[r for r in all_rows if r["kind"] in ("open_relay", "relay_rejected")],
         configuration=[r for r in all_rows if r["kind"] == "connector_config"],
@@ -352,8 +360,8 @@ def _atomic_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write(out_dir: str | os.PathLike) -> None:
+def write(out_dir: str | os.PathLike, cache: _partials.Cache | None = None) -> None:
     """Write report.html and summary.txt into `out_dir`, each atomically."""
     out = Path(out_dir)
-    _atomic_text(out / "report.html", render(out))
+    _atomic_text(out / "report.html", render(out, cache))
     _atomic_text(out / "summary.txt", render_text(out))

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from analyzer import __version__, _io, attribution, config, findings, readers
+from analyzer import __version__, _partials, attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
 from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
@@ -69,6 +69,18 @@ class Analysis:
     records: int = 0
     state: State | None = None
     run_key: str | None = None  # to commit to the state once the outputs are published
+    cache: _partials.Cache | None = None  # per-day partial aggregates, for the report's too
+
+    def period(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """The first and last record's timestamps (None, None without records), day by day
+        through the cache."""
+        bounds = [_partials.collect(day, lambda frame: [frame.select(
+            pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"))], self.cache)[0]
+            for day in _partials.record_days(self.records_dir)]
+        if not bounds:
+            return None, None
+        both = pl.concat(bounds)
+        return both["first"].min(), both["last"].max()  # type: ignore[return-value]
 
     def records_frame(self) -> pl.LazyFrame:
         """The attributed records (lazy)."""
@@ -118,6 +130,7 @@ def analyze(
     window: dt.timedelta | None = None,
     force: bool = False,
     on_file: Callable[[readers.FileReport, int, int], None] | None = None,
+    cache: _partials.Cache | None = None,
 ) -> Analysis | None:
     """Run the analysis; attributed records go to ``staging/records`` (Hive-partitioned).
 
@@ -125,6 +138,9 @@ def analyze(
     ingested goes to the records output, and the findings cover the last `window` before the
     newest record. Returns None when nothing changed since the state's last run (same inputs,
     configuration and options) and `force` is not set: the previous outputs still hold.
+
+    With a `cache` (`analyzer._partials`), the per-day partial aggregates of the findings and
+    the connector usage are kept there and read back by any later run over the same records.
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -189,19 +205,22 @@ def analyze(
     timings["records"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    days = list(_io.record_days(records_dir))
+    days = _partials.record_days(records_dir)
     if days and window is not None:
-        newest = pl.concat(days).select(pl.col("timestamp").max()).collect().item()
+        newest = pl.concat([day.frame for day in days]).select(pl.col("timestamp").max()).collect().item()
         if newest is not None:
-            days = [day.filter(pl.col("timestamp") > newest - window) for day in days]
+            # a filtered day is not what its identity names: not cached
+            days = [_partials.Day(day.frame.filter(pl.col("timestamp") > newest - window)) for day in days]
     # day partition by day partition: memory bounded by a day of records, not the period
-    aggregator = findings.PolarsAggregator(days) if days else None
+    aggregator = findings.PolarsAggregator(days, cache=cache) if days else None
     all_findings, spots = findings_and_hotspots(aggregator, connectors, domains, clouds=clouds, tables=tables,
                                                 options=options.findings)
-    usage = connector_usage(days or None, connectors)
+    usage = connector_usage(days or None, connectors, cache=cache)
+    if cache is not None:
+        cache.prune()
     timings["findings"] = time.perf_counter() - t
     return Analysis(records_dir, all_findings, spots, usage, totals, rejects, [str(p) for p in configs],
-                    [str(p) for p in logs], timings, count, state, run_key)
+                    [str(p) for p in logs], timings, count, state, run_key, cache)
 
 
 def findings_and_hotspots(
@@ -491,30 +510,30 @@ CONNECTORS_SCHEMA = {
 }
 
 
-def connector_usage(records: Path | pl.LazyFrame | Sequence[pl.LazyFrame] | None,
-                    connectors: config.Connectors) -> pl.DataFrame:
+def connector_usage(records: Path | pl.LazyFrame | Sequence[pl.LazyFrame | _partials.Day] | None,
+                    connectors: config.Connectors, *, cache: _partials.Cache | None = None) -> pl.DataFrame:
     """Per configured connector: messages (distinct message keys), bytes (each message once),
     distinct source IPs, first/last seen, failures and deferrals. Connectors without traffic are
     listed with zeros so unused ones show.
 
     `records` is a records/ folder or its day partitions as LazyFrames (aggregated one day at a
     time, so memory is bounded by a day of records plus a row per (connector, message)), or one
-    LazyFrame of any records.
+    LazyFrame of any records. Day partitions with an identity go through `cache`.
     """
     rows = [(c.name, "inbound", c.connector_type, c.enabled) for c in connectors.inbound]
     rows += [(c.name, "outbound", c.connector_type, c.enabled) for c in connectors.outbound]
     base = pl.DataFrame(rows, schema=["connector", "direction", "type", "enabled"], orient="row") if rows else \
         pl.DataFrame(schema={k: CONNECTORS_SCHEMA[k] for k in ("connector", "direction", "type", "enabled")})
     if isinstance(records, Path):
-        days = list(_io.record_days(records))
+        days = _partials.record_days(records)
     elif isinstance(records, pl.LazyFrame):
-        days = [records]
+        days = [_partials.Day(records)]
     else:
-        days = list(records or [])
+        days = [d if isinstance(d, _partials.Day) else _partials.Day(d) for d in records or []]
     if not days:
         stats = pl.DataFrame(schema={k: v for k, v in CONNECTORS_SCHEMA.items() if k not in ("type", "enabled")})
     else:
-        stats = _usage(days)
+        stats = _usage(days, cache)
     out = base.join(stats, on=["connector", "direction"], how="left").with_columns(
         [pl.col(c).fill_null(0) for c in ("messages", "bytes", "sources", "failures", "deferrals")])
     return out.select([pl.col(c).cast(t) for c, t in CONNECTORS_SCHEMA.items()]).sort("direction", "connector")
@@ -523,13 +542,14 @@ def connector_usage(records: Path | pl.LazyFrame | Sequence[pl.LazyFrame] | None
 _DIRECTIONS = {"inbound_connector": "inbound", "outbound_connector": "outbound"}
 
 
-def _usage(days: list[pl.LazyFrame]) -> pl.DataFrame:
+def _usage(days: list[_partials.Day], cache: _partials.Cache | None) -> pl.DataFrame:
     """`connector_usage`'s numbers for both directions: partial aggregates per day (one scan of
     the day for all of them), merged. A message's events may fall on two days, so messages and
     sources are counted from the distinct (connector, message) and (connector, IP) pairs of all
     days, not summed."""
     parts: dict[tuple[str, str], list[pl.DataFrame]] = {}
-    for day in days:
+
+    def queries(day: pl.LazyFrame) -> dict[tuple[str, str], pl.LazyFrame]:
         queries = {}
         for column in _DIRECTIONS:
             rows = day.filter(pl.col(column).is_not_null())
@@ -543,7 +563,11 @@ def _usage(days: list[pl.LazyFrame]) -> pl.DataFrame:
                 (pl.col("event") == "fail").sum().cast(pl.Int64).alias("failures"),
                 (pl.col("event") == "defer").sum().cast(pl.Int64).alias("deferrals"),
             )
-        for name, result in zip(queries, pl.collect_all(list(queries.values()), engine="streaming")):
+        return queries
+
+    names = list(queries(days[0].frame))
+    for day in days:
+        for name, result in zip(names, _partials.collect(day, lambda frame: list(queries(frame).values()), cache)):
             parts.setdefault(name, []).append(result)
     out = []
     for column, direction in _DIRECTIONS.items():

@@ -188,16 +188,18 @@ _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info"
                    "record ever ingested, and compute findings over the last --window.")
 @click.option("--window", "window_days", type=click.FloatRange(min=0, min_open=True), default=7.0,
               show_default=True, help="With --state: days of records (before the newest) the findings cover.")
+@click.option("--no-cache", is_flag=True,
+              help="Do not keep or reuse per-day partial aggregates (MAILFLOW_CACHE_DIR, default ~/.cache/mailflow).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (exit codes still tell).")
 def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_on, since, until, ip_table_specs,
                     cloud_ranges, internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year,
-                    date_order, strict, state_dir, window_days, quiet) -> None:
+                    date_order, strict, state_dir, window_days, no_cache, quiet) -> None:
     """Attribute mail-flow records to connectors and report greylisting hot spots, open-relay
     risk, unrouted traffic and connector problems.
 
     Example: mailflow analyze sample_logs --out report
     """
-    from analyzer import analyses, attribution, findings, reports
+    from analyzer import _partials, analyses, attribution, findings, reports
 
     options = analyses.Options(
         since=_utc(since), until=_utc(until), year=year, date_order=date_order, strict=strict,
@@ -209,6 +211,7 @@ def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_o
     from analyzer.state import State
 
     state = State(state_dir) if state_dir is not None else None
+    cache = None if no_cache else _partials.default_cache()
     staging = reports.staging_dir(out_dir)
     try:
         with _progress(quiet) as on_file:
@@ -216,7 +219,7 @@ def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_o
                                       domain_files=domain_files, ip_tables=_ip_tables(ip_table_specs),
                                       cloud_ranges=cloud_ranges, options=options, state=state,
                                       window=dt.timedelta(days=window_days) if state is not None else None,
-                                      on_file=on_file)
+                                      on_file=on_file, cache=cache)
         if result is None:
             # nothing changed since the last scheduled run: its outputs stand as they are
             found = _previous_findings(out_dir)
@@ -310,9 +313,9 @@ def _print_summary(result, info: dict, out_dir: Path) -> None:
 @click.argument("out_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 def report_command(out_dir: Path) -> None:
     """Re-render report.html and summary.txt from the outputs of an earlier `mailflow analyze`."""
-    from analyzer import reports
+    from analyzer import _partials, reports
 
-    reports.render_report(out_dir)
+    reports.render_report(out_dir, _partials.default_cache())
     click.echo(f"wrote {out_dir / 'report.html'} and {out_dir / 'summary.txt'}")
 
 

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 import polars as pl
 
+from analyzer._partials import Cache, Day, canonical, collect
 from analyzer.config import AcceptedDomain, Connectors, InboundConnector, OutboundConnector
 from analyzer.errors import PrefixError
 from analyzer.matching import NO_MATCH, NOT_AN_IP, PrefixTable
@@ -1105,19 +1106,15 @@ _RULES: tuple[Callable[[Aggregator, Context], pl.DataFrame], ...] = (
 # --------------------------------------------------------------------------------------------
 
 
-def _collect(queries: Sequence[pl.LazyFrame]) -> list[pl.DataFrame]:
-    # the streaming engine: a day partition is read in morsels, never whole
-    return pl.collect_all(list(queries), engine="streaming")
-
-
 def _grouped(
-    days: Sequence[pl.LazyFrame],
+    days: Sequence[Day],
     rows: Callable[[pl.LazyFrame], pl.LazyFrame],
     keys: Sequence[str],
     *,
     tops: Sequence[str] = (),
     distinct: Mapping[str, str] = MappingProxyType({}),
     minimum: Mapping[str, str] = MappingProxyType({}),
+    cache: Cache | None = None,
 ) -> pl.DataFrame:
     """Per group of `keys` of ``rows(day)`` over every day: the basics (see `Aggregator`), the
     tops of `tops`, ``name`` = distinct values of ``column`` (a null counting as one) for each
@@ -1129,12 +1126,14 @@ def _grouped(
     and bounds add up; messages, distinct values and sample ids merge as the distinct
     (group, value) pairs of all days (a message's records may span midnight); tops as the per-value
     counts of all days. Message keys are kept as 64-bit hashes (8 bytes a message, not the text).
+    A day's partial results go through `cache` (`analyzer._partials`) when there is one.
     """
     keys = list(keys)
     parts: dict[str, list[pl.DataFrame]] = {}
-    for day in days:
+
+    def queries(day: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
         frame = rows(day)
-        queries = {
+        return {
             "base": frame.group_by(keys).agg(
                 pl.len().cast(pl.Int64).alias("count"),
                 pl.col("timestamp").min().alias("first_seen"),
@@ -1153,7 +1152,10 @@ def _grouped(
             **{f"distinct:{name}": frame.select(*keys, pl.col(column).alias("_v")).unique()
                for name, column in distinct.items()},
         }
-        for name, result in zip(queries, _collect(list(queries.values()))):
+
+    names = list(queries(days[0].frame)) if days else []
+    for day in days:
+        for name, result in zip(names, collect(day, lambda frame: list(queries(frame).values()), cache)):
             parts.setdefault(name, []).append(result)
     base = pl.concat(parts["base"]).group_by(keys).agg(
         pl.col("count").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
@@ -1188,15 +1190,22 @@ class PolarsAggregator:
     partition of a records/ folder: every rule aggregates day by day and merges (`_grouped`),
     so memory is bounded by a day of records whatever the period."""
 
-    def __init__(self, records: pl.LazyFrame | Sequence[pl.LazyFrame]) -> None:
-        self.days = [records] if isinstance(records, pl.LazyFrame) else list(records)
-        if not self.days:
+    def __init__(self, records: pl.LazyFrame | Day | Sequence[pl.LazyFrame | Day], cache: Cache | None = None) -> None:
+        given = [records] if isinstance(records, (pl.LazyFrame, Day)) else list(records)
+        if not given:
             raise ValueError("no records: give a LazyFrame, or at least one day partition")
+        # a Day with an identity has its partial results cached in `cache` (`analyzer._partials`)
+        self._days = [d if isinstance(d, Day) else Day(d) for d in given]
+        self.days = [d.frame for d in self._days]
+        self.cache = cache
         self._windows: pl.DataFrame | None = None
 
     def _each(self, query: Callable[[pl.LazyFrame], pl.LazyFrame]) -> pl.DataFrame:
         """``query`` on every day, concatenated (for results that merge by concatenation)."""
-        return pl.concat(_collect([query(day) for day in self.days]))
+        return pl.concat([collect(day, lambda frame: [query(frame)], self.cache)[0] for day in self._days])
+
+    def _grouped(self, rows: Callable[[pl.LazyFrame], pl.LazyFrame], keys: Sequence[str], **how: Any) -> pl.DataFrame:
+        return _grouped(self._days, rows, keys, cache=self.cache, **how)
 
     # ---- greylisting
     def _deferral_counts(self, ctx: Context) -> tuple[pl.DataFrame, int | None, int | None]:
@@ -1269,12 +1278,12 @@ class PolarsAggregator:
             pl.col("deferrals").max().alias("peak"),
             pl.col("_window").sort_by(["deferrals", "_window"], descending=[True, False]).first().alias("peak_window"),
         )
-        windows = hot.lazy().select("_source", "_window", "_run")
+        windows = canonical(hot.select("_source", "_window", "_run")).lazy()
 
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
             return _deferral_rows(day, ctx).join(windows, on=["_source", "_window"], how="inner")
 
-        texts = _grouped(self.days, rows, ["_run"], tops=["recipient_domain"]).drop("count", "messages")
+        texts = self._grouped(rows, ["_run"], tops=["recipient_domain"]).drop("count", "messages")
         codes = (self._each(lambda day: rows(day).select("_run", "ms_code").drop_nulls().unique()).unique()
                  .group_by("_run").agg(pl.col("ms_code").sort().alias("codes")))
         texts = texts.join(codes, on="_run", how="left").with_columns(
@@ -1334,7 +1343,7 @@ class PolarsAggregator:
             return day.filter(_relay_rejection()).with_columns(
                 pl.coalesce(pl.col("client_ip"), pl.lit("unknown")).alias("_source"), code.alias("_code"))
 
-        return _grouped(self.days, rows, ["_source", "_code"], tops=["sender_domain", "recipient_domain"])
+        return self._grouped(rows, ["_source", "_code"], tops=["sender_domain", "recipient_domain"])
 
     def non_accepted_domain(self, ctx: Context, connectors: Sequence[str]) -> pl.DataFrame:
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
@@ -1345,7 +1354,7 @@ class PolarsAggregator:
                 & (pl.col("sender_accepted") == False)  # null (no sender domain) is not evidence
             )
 
-        return _grouped(self.days, rows, ["inbound_connector", "sender_domain"], tops=["client_ip"])
+        return self._grouped(rows, ["inbound_connector", "sender_domain"], tops=["client_ip"])
 
     def direct_send(self, ctx: Context) -> pl.DataFrame:
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
@@ -1356,7 +1365,7 @@ class PolarsAggregator:
                 & (pl.col("sender_accepted") == True)
             )
 
-        return _grouped(self.days, rows, ["client_ip"], tops=["sender_domain", "recipient_domain"],
+        return self._grouped(rows, ["client_ip"], tops=["sender_domain", "recipient_domain"],
                         minimum={"_class": "ip_class"})
 
     def unrouted_inbound(self, ctx: Context, column: str, tops: Sequence[str]) -> pl.DataFrame:
@@ -1372,17 +1381,18 @@ class PolarsAggregator:
         over = counts.filter(pl.col("_n") >= ctx.options.unrouted_min_messages)
         # when the values over the threshold hold most rows, leaving the others out costs more
         # than it saves (the threshold is applied to the result anyway)
-        keep = (over.get_column(column).implode()
+        # sorted: the list is part of the day queries' plans, hence of their cache keys
+        keep = (canonical(over.select(pl.col(column).sort())).get_column(column).implode()
                 if over.get_column("_n").sum() < 0.8 * counts.get_column("_n").sum() else None)
 
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
             return day.filter(unrouted if keep is None else unrouted & pl.col(column).is_in(keep))
 
         if column == "client_ip":  # one address a group: nothing to count
-            out = _grouped(self.days, rows, [column], tops=tops)
+            out = self._grouped(rows, [column], tops=tops)
             out = out.with_columns(pl.lit(1, dtype=pl.Int64).alias("_ips"))
         else:
-            out = _grouped(self.days, rows, [column], tops=tops, distinct={"_ips": "client_ip"})
+            out = self._grouped(rows, [column], tops=tops, distinct={"_ips": "client_ip"})
         return out.filter(pl.col("count") >= ctx.options.unrouted_min_messages) if out.width else out
 
     @staticmethod
@@ -1394,7 +1404,9 @@ class PolarsAggregator:
                           ).to_series().unique()
 
     def partner_bypass(self, ctx: Context, mapping: pl.DataFrame) -> pl.DataFrame:
-        domains = mapping.get_column("sender_domain").unique()
+        # sorted: part of the day queries' plans, hence of their cache keys (`analyzer._partials`)
+        domains = mapping.get_column("sender_domain").unique().sort()
+        mapping = canonical(mapping.sort("sender_domain", "_connector"))
 
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
             # A record matched to the connector by IP is inside its ranges: leave the partner's
@@ -1404,7 +1416,7 @@ class PolarsAggregator:
                     .filter(((pl.col("inbound_match") == "ip") & (pl.col("inbound_connector") == pl.col("_connector")))
                             .fill_null(False).not_()))
 
-        return _grouped(self.days, rows, ["_connector", "client_ip"], tops=["sender_domain"])
+        return self._grouped(rows, ["_connector", "client_ip"], tops=["sender_domain"])
 
     def outbound_bypass(self, ctx: Context, connectors: Sequence[OutboundConnector]) -> pl.DataFrame:
         belongs = pl.any_horizontal([
@@ -1420,13 +1432,13 @@ class PolarsAggregator:
                 & belongs
             )
 
-        return _grouped(self.days, rows, ["outbound_connector", "server_ip"], tops=["recipient_domain"])
+        return self._grouped(rows, ["outbound_connector", "server_ip"], tops=["recipient_domain"])
 
     def disabled_connector_traffic(self, ctx: Context) -> pl.DataFrame:
         def rows(day: pl.LazyFrame) -> pl.LazyFrame:
             return day.filter(pl.col("disabled_inbound_connector").is_not_null() & pl.col("inbound_connector").is_null())
 
-        return _grouped(self.days, rows, ["disabled_inbound_connector"], tops=["client_ip"],
+        return self._grouped(rows, ["disabled_inbound_connector"], tops=["client_ip"],
                         distinct={"_ips": "client_ip"})
 
     def unused_connector(self, ctx: Context) -> dict[str, Any]:
@@ -1470,5 +1482,5 @@ class PolarsAggregator:
                 )
             )
 
-        return _grouped(self.days, rows, ["_key", "inbound_connector"], tops=["client_ip"],
+        return self._grouped(rows, ["_key", "inbound_connector"], tops=["client_ip"],
                         minimum={"_display": "_logged"})

@@ -29,20 +29,20 @@ from typing import Any
 
 import polars as pl
 
-from analyzer import __version__, _io, _report
+from analyzer import __version__, _io, _partials, _report
 from analyzer.analyses import Analysis, SEVERITIES
 
 __all__ = ["render_report", "staging_dir", "summary", "write"]
 
 
-def render_report(out: Path) -> None:
+def render_report(out: Path, cache: _partials.Cache | None = None) -> None:
     """(Re)write report.html and summary.txt from the outputs already in `out`."""
     if not (out / "summary.json").exists():
         from analyzer.errors import InputError
 
         raise InputError("not a mailflow output folder", expected="the --out folder of `mailflow analyze` "
                          "(with summary.json)", got="no summary.json", where=str(out))
-    _report.write(out)
+    _report.write(out, cache)
 
 
 def staging_dir(out: Path) -> Path:
@@ -63,16 +63,14 @@ def summary(analysis: Analysis) -> dict[str, Any]:
     """The content of summary.json."""
     totals = analysis.totals
     frame = analysis.findings
-    period = analysis.records_frame().select(
-        pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last")
-    ).collect() if analysis.records else None
+    first, last = analysis.period() if analysis.records else (None, None)
     by_kind = dict(frame.group_by("kind").len().sort("kind").iter_rows())
     by_severity = {s: int(frame.filter(pl.col("severity") == s).height) for s in reversed(SEVERITIES)}
     return {
         "tool": f"mailflow-analyzer {__version__}",
         "period": {
-            "first": period["first"][0] if period is not None else None,
-            "last": period["last"][0] if period is not None else None,
+            "first": first,
+            "last": last,
         },
         "records": analysis.records,
         "inputs": totals.to_dicts(),
@@ -90,7 +88,8 @@ def summary(analysis: Analysis) -> dict[str, Any]:
 
 
 def write(analysis: Analysis, out: Path, staging: Path) -> dict[str, Any]:
-    """Write every output of `analysis` into `out` atomically; returns the summary."""
+    """Write every output of `analysis` into `out` atomically; returns the summary. The report's
+    per-day partials of the records go through the analysis' cache (`analyzer._partials`)."""
     info = summary(analysis)
     analysis.findings.write_parquet(staging / "findings.parquet", compression="zstd")
     (staging / "findings.json").write_text(
@@ -104,7 +103,7 @@ def write(analysis: Analysis, out: Path, staging: Path) -> dict[str, Any]:
     (staging / "summary.json").write_text(json.dumps(info, default=_json_default, indent=1), encoding="utf-8")
     records = staging / "records"
     records.mkdir(exist_ok=True)
-    _report.write(staging)
+    _report.write(staging, analysis.cache)
     _publish(staging, out)
     if analysis.state is not None and analysis.run_key is not None:
         # only now: a run that died before this point is redone in full by the next one

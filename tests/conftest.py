@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,15 @@ def shared_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared_data_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # the CLI keeps per-day partials in the user's cache by default: tests use their own,
+    # removed at exit, so a run neither reads nor leaves anything in ~/.cache
+    if "MAILFLOW_CACHE_DIR" not in os.environ:
+        folder = tempfile.mkdtemp(prefix="mailflow-test-cache-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ["MAILFLOW_CACHE_DIR"] = folder
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -1,0 +1,183 @@
+"""Per-day partial aggregates, cached on disk by what they were computed from.
+
+Every rule, the connector usage and the report's charts aggregate one day partition of records/
+at a time and merge the partial results. A day's parts written by `analyses.RecordWriter` carry
+the attribution fingerprint, the run id and the part numbers (Parquet metadata), which name its
+content exactly: a run's parts never change once published, and a later run that reuses them
+(`analyses.reusable_parts`) links the very same files. A partial result is therefore a function
+of (that content, the query), and is kept under the SHA-256 of both: the query is serialized
+(polars' binary plan: every filter, threshold, literal and joined table) as built over an
+empty frame with the day's schema, so the key does not depend on where the files are.
+
+Analysing the same records again (other thresholds, another report, a records/ folder copied
+elsewhere) reads the partials of the queries that did not change instead of the records. The
+cache is a plain folder (``MAILFLOW_CACHE_DIR``, default ``$XDG_CACHE_HOME/mailflow/partials``);
+it is best effort: a file that cannot be read or written is computed as if absent, and the
+least recently used files go when it outgrows its limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from analyzer import _io
+
+__all__ = ["Cache", "Day", "canonical", "collect", "day_identity", "default_cache", "record_days"]
+
+Build = Callable[[pl.LazyFrame], Sequence[pl.LazyFrame]]
+
+# the stamps `analyses.RecordWriter` writes into every part
+STAMP_KEYS = ("mailflow.attribution", "mailflow.run", "mailflow.part")
+
+
+def day_identity(parts: Sequence[Path]) -> str | None:
+    """What names a day partition's content: its parts' (attribution, run, part) stamps and row
+    counts, or None when a part lacks them (written by another tool or an older version) and the
+    day is therefore not cached."""
+    stamps = []
+    for path in parts:
+        try:
+            meta = pq.read_metadata(path)
+        except (OSError, ValueError):
+            return None
+        kv = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (meta.metadata or {}).items()}
+        if not all(kv.get(k) for k in STAMP_KEYS):
+            return None
+        stamps.append((*(kv[k] for k in STAMP_KEYS), meta.num_rows))
+    return repr(sorted(stamps)) if stamps else None
+
+
+class Day:
+    """One day partition: its records (lazy) and, when known, the identity of their content."""
+
+    __slots__ = ("frame", "identity", "_empty")
+
+    def __init__(self, frame: pl.LazyFrame, identity: str | None = None) -> None:
+        self.frame = frame
+        self.identity = identity
+        self._empty: pl.LazyFrame | None = None
+
+    def empty(self) -> pl.LazyFrame:
+        """A frame with the day's schema and no rows: queries built over it name no file."""
+        if self._empty is None:
+            self._empty = pl.LazyFrame(schema=self.frame.collect_schema())
+        return self._empty
+
+
+def canonical(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` rebuilt from its values. A table or list a query embeds (a join's right side, an
+    ``is_in`` list) is serialized with its buffers as they lie in memory, which differ from run
+    to run for the same values; rebuilt, the same values give the same bytes, hence the same
+    cache key."""
+    return pl.DataFrame(frame.to_dict(as_series=False), schema=frame.schema)
+
+
+def record_days(root: Path | None) -> list[Day]:
+    """The day partitions of the records/ folder `root`, each with its identity when its parts
+    carry their stamps."""
+    return [Day(pl.scan_parquet(parts), day_identity(parts)) for parts in _io.record_day_parts(root)]
+
+
+class Cache:
+    """Partial results on disk under `root` (Arrow IPC files named by their key), at most
+    `limit_bytes` after `prune`."""
+
+    def __init__(self, root: Path, limit_bytes: int = 1 << 30) -> None:
+        self.root = root
+        self.limit_bytes = limit_bytes
+        self.hits = 0
+        self.misses = 0
+
+    def collect(self, day: Day, build: Build) -> list[pl.DataFrame]:
+        """``build(day.frame)`` collected (streaming engine), each query's result read from the
+        cache when it holds it, the others computed together and stored."""
+        queries = list(build(day.frame))
+        if day.identity is None:
+            return _collect(queries)
+        head = f"{pl.__version__}\0{day.identity}\0".encode()
+        try:
+            keys = [hashlib.sha256(head + q.serialize(format="binary")).hexdigest() for q in build(day.empty())]
+        except pl.exceptions.PolarsError:  # a plan polars cannot serialize is not cached
+            return _collect(queries)
+        results: list[pl.DataFrame | None] = [self._load(key) for key in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        for i, frame in zip(todo, _collect([queries[i] for i in todo])):
+            results[i] = frame
+            self._store(keys[i], frame)
+        return [r for r in results if r is not None]
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.arrow"
+
+    def _load(self, key: str) -> pl.DataFrame | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        try:
+            frame = pl.read_ipc(path)
+            os.utime(path)  # recently used: kept by `prune`
+        except (OSError, pl.exceptions.PolarsError):
+            return None
+        return frame
+
+    def _store(self, key: str, frame: pl.DataFrame) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            try:
+                frame.write_ipc(tmp, compression="lz4")
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        except OSError:
+            pass  # a read-only or full cache costs time, never the run
+
+    def prune(self) -> None:
+        """Remove the least recently used files until the cache fits its limit."""
+        try:
+            files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("*/*.arrow")]
+        except OSError:
+            return
+        total = sum(size for _, size, _ in files)
+        for _, size, path in sorted(files, key=lambda f: f[0]):
+            if total <= self.limit_bytes:
+                break
+            with contextlib.suppress(OSError):
+                path.unlink()
+            total -= size
+
+
+def default_cache() -> Cache | None:
+    """The cache at ``MAILFLOW_CACHE_DIR`` (empty: none), else ``$XDG_CACHE_HOME/mailflow/partials``
+    (``~/.cache`` by default); None when no such folder can be named."""
+    configured = os.environ.get("MAILFLOW_CACHE_DIR")
+    if configured is not None:
+        return Cache(Path(configured)) if configured else None
+    base = os.environ.get("XDG_CACHE_HOME") or (os.path.join(os.path.expanduser("~"), ".cache")
+                                                if os.path.expanduser("~") != "~" else "")
+    return Cache(Path(base) / "mailflow" / "partials") if base else None
+
+
+def _collect(queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
+    # the streaming engine: a day partition is read in morsels, never whole
+    return pl.collect_all(queries, engine="streaming") if queries else []
+
+
+def collect(day: Day, build: Build, cache: Cache | None) -> list[pl.DataFrame]:
+    """``build(day.frame)`` collected, through `cache` when there is one."""
+    if cache is None:
+        return _collect(list(build(day.frame)))
+    return cache.collect(day, build)
