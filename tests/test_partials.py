@@ -1,0 +1,177 @@
+"""The per-day partials cache (`analyzer._partials`): a cached run gives exactly what an uncached
+one gives, whatever it finds in the cache; a repeat over the same records reads every partial
+back; anything that changes a day's content or a query misses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analyzer import _partials, _report, analyses, findings
+
+SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
+
+
+def _run(inputs: list[Path], staging: Path, cache: _partials.Cache | None,
+         options: analyses.Options = analyses.Options()) -> analyses.Analysis:
+    result = analyses.analyze(inputs, staging, connector_files=sorted((SAMPLE / "config").glob("*Connector*")),
+                              domain_files=[SAMPLE / "config" / "Get-AcceptedDomain.json"], options=options,
+                              cache=cache)
+    assert result is not None
+    return result
+
+
+def _same(a: analyses.Analysis, b: analyses.Analysis) -> None:
+    assert a.findings.equals(b.findings)
+    assert a.hotspots.equals(b.hotspots)
+    assert a.connectors.equals(b.connectors)
+    assert a.period() == b.period()
+
+
+@pytest.fixture()
+def first(tmp_path: Path) -> analyses.Analysis:
+    return _run([SAMPLE / "logs"], tmp_path / "first", None)
+
+
+def test_a_repeat_reads_every_partial_back_and_gives_the_same_results(tmp_path: Path,
+                                                                       first: analyses.Analysis) -> None:
+    cache = _partials.Cache(tmp_path / "cache")
+    filled = _run([first.records_dir], tmp_path / "filled", cache)
+    queries = cache.misses + cache.hits
+    assert cache.misses > 0
+    again = _partials.Cache(tmp_path / "cache")
+    repeat = _run([first.records_dir], tmp_path / "repeat", again)
+    assert again.misses == 0 and again.hits == queries
+    _same(filled, first)
+    _same(repeat, first)
+
+
+def test_the_report_is_the_same_from_the_cache(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    out = tmp_path / "out"
+    done = CliRunner().invoke(main, ["analyze", str(SAMPLE), "--out", str(out), "--quiet", "--no-cache"])
+    assert done.exit_code == 0, done.output
+    plain = _report.render(out)
+    cache = _partials.Cache(tmp_path / "cache")
+    assert _report.render(out, cache) == plain and cache.misses > 0
+    hits = _partials.Cache(tmp_path / "cache")
+    assert _report.render(out, hits) == plain and hits.misses == 0 and hits.hits > 0
+
+
+def test_other_thresholds_recompute_what_they_change_and_match_an_uncached_run(tmp_path: Path,
+                                                                                first: analyses.Analysis) -> None:
+    cache = _partials.Cache(tmp_path / "cache")
+    _run([first.records_dir], tmp_path / "filled", cache)
+    changed = analyses.Options(findings=findings.Options(unrouted_min_messages=2, hotspot_min_deferrals=3))
+    other = _partials.Cache(tmp_path / "cache")
+    cached = _run([first.records_dir], tmp_path / "cached", other, changed)
+    assert other.hits > 0 and other.misses > 0
+    _same(cached, _run([first.records_dir], tmp_path / "plain", None, changed))
+
+
+def test_a_changed_day_is_not_read_from_the_cache(tmp_path: Path, first: analyses.Analysis) -> None:
+    cache = _partials.Cache(tmp_path / "cache")
+    _run([first.records_dir], tmp_path / "filled", cache)
+    # the same run's records, one part fewer: that day's content differs
+    fewer = tmp_path / "fewer"
+    shutil.copytree(first.records_dir, fewer)
+    parts = sorted(fewer.rglob("*.parquet"))
+    busiest = max(parts, key=lambda p: len(list(p.parent.glob("*.parquet"))) * 10**9 + p.stat().st_size)
+    busiest.unlink()
+    again = _partials.Cache(tmp_path / "cache")
+    cached = _run([fewer], tmp_path / "cached", again)
+    assert again.misses > 0
+    _same(cached, _run([fewer], tmp_path / "plain", None))
+    assert cached.records < first.records
+
+
+def test_damaged_or_unwritable_caches_cost_time_not_results(tmp_path: Path, first: analyses.Analysis) -> None:
+    cache = _partials.Cache(tmp_path / "cache")
+    _run([first.records_dir], tmp_path / "filled", cache)
+    files = sorted((tmp_path / "cache").glob("*/*.arrow"))
+    for path in files:
+        path.write_bytes(b"not arrow")
+    damaged = _partials.Cache(tmp_path / "cache")
+    _same(_run([first.records_dir], tmp_path / "damaged", damaged), first)
+    assert damaged.hits == 0
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    nowhere = _partials.Cache(blocked / "cache")
+    _same(_run([first.records_dir], tmp_path / "nowhere", nowhere), first)
+
+
+def test_records_without_stamps_are_not_cached(tmp_path: Path, first: analyses.Analysis) -> None:
+    plain = tmp_path / "plain" / "date=2026-11-10"
+    plain.mkdir(parents=True)
+    parts = sorted(first.records_dir.rglob("*.parquet"))
+    pl.read_parquet(parts[0]).write_parquet(plain / "part-0.parquet")
+    assert _partials.day_identity([plain / "part-0.parquet"]) is None
+    assert _partials.day_identity(parts[:1]) is not None
+    assert _partials.day_identity(parts[:1]) != _partials.day_identity(parts[:2])
+    cache = _partials.Cache(tmp_path / "cache")
+    day = _partials.record_days(tmp_path / "plain")[0]
+    assert day.identity is None
+    _partials.collect(day, lambda frame: [frame.select(pl.len())], cache)
+    assert cache.misses == cache.hits == 0 and not (tmp_path / "cache").exists()
+
+
+def test_embedded_tables_give_the_same_key_whatever_their_memory_layout(tmp_path: Path) -> None:
+    values = pl.DataFrame({"v": sorted("a-long-enough-value-%d" % i for i in range(50))})
+    more = pl.DataFrame({"v": sorted(values["v"].to_list() + ["b-another-long-value-%d" % i for i in range(50)])})
+    sliced = more.filter(pl.col("v").str.starts_with("a-"))  # the same values in a larger buffer
+    assert sliced.equals(values)
+    day = _partials.Day(pl.LazyFrame({"v": ["x"]}), "identity")
+    keys = []
+    for table in (values, sliced):
+        cache = _partials.Cache(tmp_path / "cache")
+        wanted = _partials.canonical(table).get_column("v").implode()
+        _partials.collect(day, lambda frame: [frame.filter(pl.col("v").is_in(wanted))], cache)
+        keys.append(cache.misses)
+    assert keys == [1, 0]
+
+
+def test_prune_keeps_the_most_recently_used(tmp_path: Path) -> None:
+    cache = _partials.Cache(tmp_path / "cache", limit_bytes=0)
+    day = _partials.Day(pl.LazyFrame({"a": list(range(1000))}), "identity")
+    for n in range(4):
+        _partials.collect(day, lambda frame, n=n: [frame.select((pl.col("a") + n).sum())], cache)
+    files = sorted((tmp_path / "cache").glob("*/*.arrow"), key=lambda p: p.stat().st_mtime)
+    assert len(files) == 4
+    for age, path in enumerate(files):
+        os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    cache.limit_bytes = files[-1].stat().st_size + files[-2].stat().st_size
+    cache.prune()
+    assert sorted((tmp_path / "cache").glob("*/*.arrow")) == sorted(files[-2:])
+
+
+def test_default_cache_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAILFLOW_CACHE_DIR", str(tmp_path / "here"))
+    assert _partials.default_cache().root == tmp_path / "here"  # type: ignore[union-attr]
+    monkeypatch.setenv("MAILFLOW_CACHE_DIR", "")
+    assert _partials.default_cache() is None
+    monkeypatch.delenv("MAILFLOW_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _partials.default_cache().root == tmp_path / "xdg" / "mailflow" / "partials"  # type: ignore[union-attr]
+
+
+def test_cli_no_cache_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    monkeypatch.setenv("MAILFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    done = runner.invoke(main, ["analyze", str(SAMPLE), "--out", str(tmp_path / "a"), "--quiet", "--no-cache"])
+    assert done.exit_code == 0, done.output
+    assert not (tmp_path / "cache").exists()
+    done = runner.invoke(main, ["analyze", str(SAMPLE), "--out", str(tmp_path / "b"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    assert any((tmp_path / "cache").glob("*/*.arrow"))
+    assert (tmp_path / "a" / "findings.json").read_text() == (tmp_path / "b" / "findings.json").read_text()
