@@ -44,15 +44,33 @@ def day_identity(parts: Sequence[Path]) -> str | None:
     day is therefore not cached."""
     stamps = []
     for path in parts:
+        stamp = _stamp(path)
+        if stamp is None:
+            return None
+        stamps.append(stamp)
+    return repr(sorted(stamps)) if stamps else None
+
+
+_STAMPS: dict[tuple, tuple[str, ...] | None] = {}
+
+
+def _stamp(path: Path) -> tuple | None:
+    # A run reads the same footers several times (findings, usage, report): remembered by the
+    # file's identity, so a rewritten file is read again.
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    seen = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if seen not in _STAMPS:
         try:
             meta = pq.read_metadata(path)
         except (OSError, ValueError):
             return None
         kv = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (meta.metadata or {}).items()}
-        if not all(kv.get(k) for k in STAMP_KEYS):
-            return None
-        stamps.append((*(kv[k] for k in STAMP_KEYS), meta.num_rows))
-    return repr(sorted(stamps)) if stamps else None
+        _STAMPS[seen] = (*(kv[k] for k in STAMP_KEYS), str(meta.num_rows)) if all(kv.get(k) for k in STAMP_KEYS) \
+            else None
+    return _STAMPS[seen]
 
 
 class Day:

@@ -234,7 +234,8 @@ def _greylisting(out_dir: Path, findings: list[dict]) -> tuple[_svg.Markup | Non
     lo, hi = by_hour["_h"].min(), by_hour["_h"].max()
     hours = pl.datetime_range(lo, hi, "1h", eager=True).to_list()
     index = {h: i for i, h in enumerate(hours)}
-    cells = {(r, index[h]): float(d) for r, h, d in by_hour.iter_rows() if r in ranges}
+    shown = by_hour.filter(pl.col("source_range").is_in(ranges, nulls_equal=True))  # the shown ranges only
+    cells = {(r, index[h]): float(d) for r, h, d in shown.iter_rows()}
     heat = _svg.heat_map("Deferrals by source range and hour", ranges, hours, cells, "deferrals")
     hot = []
     for f in findings:

@@ -300,7 +300,8 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     """Findings rows (dicts with every FINDINGS_SCHEMA key) as a typed frame."""
     if not rows:
         return _empty()
-    return pl.DataFrame(rows, schema=FINDINGS_SCHEMA, orient="row")
+    # column by column: polars reads lists of values much faster than a list of dicts
+    return pl.DataFrame({name: [row[name] for row in rows] for name in FINDINGS_SCHEMA}, schema=FINDINGS_SCHEMA)
 
 
 def _finding(kind: str, severity: str, subject: str, row: dict[str, Any], detail: str,
