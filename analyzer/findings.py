@@ -1133,7 +1133,9 @@ def _grouped(
     parts: dict[str, list[pl.DataFrame]] = {}
 
     def queries(day: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
-        frame = rows(day)
+        return queries_of(rows(day))
+
+    def queries_of(frame: pl.LazyFrame) -> dict[str, pl.LazyFrame]:
         return {
             "base": frame.group_by(keys).agg(
                 pl.len().cast(pl.Int64).alias("count"),
@@ -1145,8 +1147,8 @@ def _grouped(
             .select(*keys, pl.col("message_key").hash(seed=_MESSAGE_SEED).alias("_m")).unique(),
             # the five smallest distinct ids of the day are enough: the period's five smallest are
             # among the days' five smallest
-            "samples": frame.select(*keys, _SAMPLE_ID.alias("_id")).drop_nulls("_id").unique()
-            .group_by(keys).agg(pl.col("_id").sort().head(5)),
+            "samples": frame.select(*keys, _SAMPLE_ID.alias("_id")).drop_nulls("_id")
+            .group_by(keys).agg(pl.col("_id").unique().sort().head(5)),
             # values under their own name: a top or distinct column may also be a key
             **{f"top:{c}": frame.filter(pl.col(c).is_not_null()).group_by(*keys, pl.col(c).alias("_v"))
                .agg(pl.len().alias("_n")) for c in tops},
@@ -1154,9 +1156,18 @@ def _grouped(
                for name, column in distinct.items()},
         }
 
+    needed = list(dict.fromkeys([*keys, "timestamp", "message_key", "message_id", *tops, *distinct.values(),
+                                 *minimum.values()]))
+
+    def compute(day: pl.LazyFrame) -> list[pl.DataFrame]:
+        # The day's rows are selected once and the queries run over them in memory: each would
+        # otherwise read and filter the day again.
+        selected = rows(day).select(needed).collect(engine="streaming").lazy()
+        return pl.collect_all(list(queries_of(selected).values()))
+
     names = list(queries(days[0].frame)) if days else []
     for day in days:
-        for name, result in zip(names, collect(day, lambda frame: list(queries(frame).values()), cache)):
+        for name, result in zip(names, collect(day, lambda frame: list(queries(frame).values()), cache, compute)):
             parts.setdefault(name, []).append(result)
     base = pl.concat(parts["base"]).group_by(keys).agg(
         pl.col("count").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),

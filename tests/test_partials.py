@@ -175,3 +175,25 @@ def test_cli_no_cache_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert done.exit_code == 0, done.output
     assert any((tmp_path / "cache").glob("*/*.arrow"))
     assert (tmp_path / "a" / "findings.json").read_text() == (tmp_path / "b" / "findings.json").read_text()
+
+
+def test_a_partial_hit_takes_the_missing_results_from_compute_in_order(tmp_path: Path) -> None:
+    cache = _partials.Cache(tmp_path / "cache")
+    day = _partials.Day(pl.LazyFrame({"a": [3, 1, 2]}), "identity")
+
+    def build(frame: pl.LazyFrame) -> list[pl.LazyFrame]:
+        return [frame.select(pl.col("a").sum()), frame.select(pl.col("a").max()), frame.select(pl.col("a").min())]
+
+    calls = []
+
+    def compute(frame: pl.LazyFrame) -> list[pl.DataFrame]:
+        calls.append(1)
+        return [q.collect() for q in build(frame)]
+
+    first = _partials.collect(day, lambda frame: build(frame)[1:2], cache)
+    assert first[0].item() == 3 and cache.misses == 1
+    got = _partials.collect(day, build, cache, compute)
+    assert [g.item() for g in got] == [6, 3, 1]
+    assert (cache.hits, cache.misses, len(calls)) == (1, 3, 1)
+    again = _partials.collect(day, build, cache, compute)
+    assert [g.item() for g in again] == [6, 3, 1] and len(calls) == 1
