@@ -30,34 +30,23 @@ import pyarrow.parquet as pq
 
 from analyzer import _io
 
-__all__ = ["Cache", "Day", "canonical", "collect", "day_identity", "default_cache", "record_days"]
+__all__ = ["DAY", "FINGERPRINT", "PART", "RUN", "Cache", "Day", "canonical", "collect", "day_identity",
+           "default_cache", "part_stamps", "record_days"]
 
 Build = Callable[[pl.LazyFrame], Sequence[pl.LazyFrame]]
 Compute = Callable[[pl.LazyFrame], list[pl.DataFrame]]
 
-# the stamps `analyses.RecordWriter` writes into every part
-STAMP_KEYS = ("mailflow.attribution", "mailflow.run", "mailflow.part")
+# The Parquet key-value metadata `analyses.RecordWriter` stamps into every records/ part: what
+# attributed it (`analyses.attribution_fingerprint`), which run and part it is, and its UTC day.
+FINGERPRINT, RUN, PART, DAY = "mailflow.attribution", "mailflow.run", "mailflow.part", "mailflow.day"
+
+_STAMPS: dict[tuple, tuple[dict[str, str], int]] = {}
 
 
-def day_identity(parts: Sequence[Path]) -> str | None:
-    """What names a day partition's content: its parts' (attribution, run, part) stamps and row
-    counts, or None when a part lacks them (written by another tool or an older version) and the
-    day is therefore not cached."""
-    stamps = []
-    for path in parts:
-        stamp = _stamp(path)
-        if stamp is None:
-            return None
-        stamps.append(stamp)
-    return repr(sorted(stamps)) if stamps else None
-
-
-_STAMPS: dict[tuple, tuple[str, ...] | None] = {}
-
-
-def _stamp(path: Path) -> tuple | None:
-    # A run reads the same footers several times (findings, usage, report): remembered by the
-    # file's identity, so a rewritten file is read again.
+def part_stamps(path: Path) -> tuple[dict[str, str], int] | None:
+    """A Parquet file's key-value metadata and row count, None when it cannot be read as Parquet."""
+    # A run reads the same footers several times (reuse, findings, usage, report): remembered by
+    # the file's identity, so a rewritten file is read again.
     try:
         st = path.stat()
     except OSError:
@@ -65,19 +54,37 @@ def _stamp(path: Path) -> tuple | None:
     seen = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if seen not in _STAMPS:
         try:
+            with open(path, "rb") as fh:
+                if fh.read(4) != b"PAR1":
+                    return None
             meta = pq.read_metadata(path)
         except (OSError, ValueError):
             return None
-        kv = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (meta.metadata or {}).items()}
-        _STAMPS[seen] = (*(kv[k] for k in STAMP_KEYS), str(meta.num_rows)) if all(kv.get(k) for k in STAMP_KEYS) \
-            else None
+        if len(_STAMPS) > 100_000:  # a long-lived process: forget, rather than grow forever
+            _STAMPS.clear()
+        _STAMPS[seen] = ({k.decode("utf-8", "replace"): v.decode("utf-8", "replace")
+                          for k, v in (meta.metadata or {}).items()}, meta.num_rows)
     return _STAMPS[seen]
+
+
+def day_identity(parts: Sequence[Path]) -> str | None:
+    """What names a day partition's content: its parts' (attribution, run, part) stamps and row
+    counts, or None when a part lacks them (written by another tool or an older version) and the
+    day is therefore not cached."""
+    identity = []
+    for path in parts:
+        found = part_stamps(path)
+        if found is None or not all(found[0].get(k) for k in (FINGERPRINT, RUN, PART)):
+            return None
+        stamps, rows = found
+        identity.append((stamps[FINGERPRINT], stamps[RUN], stamps[PART], rows))
+    return repr(sorted(identity)) if identity else None
 
 
 class Day:
     """One day partition: its records (lazy) and, when known, the identity of their content."""
 
-    __slots__ = ("frame", "identity", "_empty")
+    __slots__ = ("_empty", "frame", "identity")
 
     def __init__(self, frame: pl.LazyFrame, identity: str | None = None) -> None:
         self.frame = frame
@@ -119,6 +126,8 @@ class Cache:
         """``build(day.frame)`` collected (streaming engine), each query's result read from the
         cache when it holds it, the others computed and stored (by ``compute(day.frame)``, which
         gives every query's result, when given: a miss then computes them all)."""
+        if day.identity is None:  # nothing names its content: never from the cache
+            return _compute(day, build, compute)
         head = f"{pl.__version__}\0{day.identity}\0".encode()
         try:
             keys = [hashlib.sha256(head + q.serialize(format="binary")).hexdigest() for q in build(day.empty())]
@@ -129,9 +138,13 @@ class Cache:
         self.hits += len(keys) - len(todo)
         self.misses += len(todo)
         if todo:
-            computed = (_compute(day, build, compute) if compute is not None
-                        else _collect([list(build(day.frame))[i] for i in todo]))
-            for i, frame in zip(todo, computed if compute is None else [computed[i] for i in todo]):
+            if compute is not None:
+                every = compute(day.frame)
+                computed = [every[i] for i in todo]
+            else:
+                queries = list(build(day.frame))
+                computed = _collect([queries[i] for i in todo])
+            for i, frame in zip(todo, computed):
                 results[i] = frame
                 self._store(keys[i], frame)
         return [r for r in results if r is not None]

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from analyzer import __version__, _partials, attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
@@ -33,9 +32,23 @@ from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
 from analyzer.state import State, digest
 
-__all__ = ["Analysis", "Options", "Part", "RecordWriter", "SEVERITIES", "analyze", "attribution_fingerprint",
-           "classify_inputs", "connector_usage", "findings_and_hotspots", "link_parts", "load_cloud_ranges",
-           "load_ip_tables", "reusable_parts", "severity_at_least"]
+__all__ = [
+    "SEVERITIES",
+    "Analysis",
+    "Options",
+    "Part",
+    "RecordWriter",
+    "analyze",
+    "attribution_fingerprint",
+    "classify_inputs",
+    "connector_usage",
+    "findings_and_hotspots",
+    "link_parts",
+    "load_cloud_ranges",
+    "load_ip_tables",
+    "reusable_parts",
+    "severity_at_least",
+]
 
 SEVERITIES = findings.SEVERITIES
 
@@ -268,7 +281,7 @@ class RecordWriter:
                  since: dt.datetime | None = None, until: dt.datetime | None = None,
                  flush_rows: int = 200_000, fingerprint: str = "") -> None:
         self.attributor = attributor
-        # stamped into every part (`PART_METADATA`), so a later run can reuse the parts
+        # stamped into every part (`_metadata`), so a later run can reuse the parts
         self.fingerprint = fingerprint
         self.run = uuid.uuid4().hex
         self.root = root
@@ -314,7 +327,8 @@ class RecordWriter:
             self._write(*part)
 
     def _metadata(self, day: str, number: int) -> dict[str, str]:
-        return {_FINGERPRINT: self.fingerprint, _RUN: self.run, _PART: str(number), _DAY: day}
+        return {_partials.FINGERPRINT: self.fingerprint, _partials.RUN: self.run, _partials.PART: str(number),
+                _partials.DAY: day}
 
     def _day_rows(self, day: str) -> int:
         return sum(rows.height for _, rows in self._waiting[day])
@@ -385,10 +399,6 @@ class RecordWriter:
 # zstd level 1: most of level 3's size at a lower cost (the records are written once per run)
 _PARQUET: dict = {"compression": "zstd", "compression_level": 1, "statistics": True}
 
-# Parquet key-value metadata of every records/ part: what attributed it, which run and part it
-# is, and its UTC day
-_FINGERPRINT, _RUN, _PART, _DAY = "mailflow.attribution", "mailflow.run", "mailflow.part", "mailflow.day"
-
 
 def attribution_fingerprint(connectors: config.Connectors, domains: Sequence[config.AcceptedDomain],
                             ip_tables: Mapping[str, str | os.PathLike], options: attribution.Options) -> str:
@@ -426,26 +436,22 @@ def reusable_parts(logs: Sequence[Path], fingerprint: str) -> list[Part] | None:
         return None
     parts, runs, seen = [], set(), set()
     for path in logs:
-        try:
-            with open(path, "rb") as fh:
-                if fh.read(4) != b"PAR1":
-                    return None
-            meta = pq.read_metadata(path)
-        except (OSError, ValueError):
+        found = _partials.part_stamps(path)
+        if found is None:
             return None  # the readers say what is wrong with it
-        stamp = {k.decode("utf-8", "replace"): v.decode("utf-8", "replace") for k, v in (meta.metadata or {}).items()}
-        if stamp.get(_FINGERPRINT) != fingerprint or not stamp.get(_RUN) or not stamp.get(_PART, "").isdigit():
+        stamp, rows = found
+        run, number = stamp.get(_partials.RUN), stamp.get(_partials.PART, "")
+        if stamp.get(_partials.FINGERPRINT) != fingerprint or not run or not number.isdigit():
             return None
         try:
-            day = dt.date.fromisoformat(stamp.get(_DAY, "")).isoformat()
+            day = dt.date.fromisoformat(stamp.get(_partials.DAY, "")).isoformat()
         except ValueError:
             return None
-        number = int(stamp[_PART])
-        if (stamp[_RUN], number) in seen:  # the same part twice (a copy of the folder) holds duplicates
+        if (run, int(number)) in seen:  # the same part twice (a copy of the folder) holds duplicates
             return None
-        seen.add((stamp[_RUN], number))
-        runs.add(stamp[_RUN])
-        parts.append(Part(path, day, number, meta.num_rows))
+        seen.add((run, int(number)))
+        runs.add(run)
+        parts.append(Part(path, day, int(number), rows))
     return parts if len(runs) == 1 else None
 
 

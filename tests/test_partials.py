@@ -17,10 +17,10 @@ SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
 
 
 def _run(inputs: list[Path], staging: Path, cache: _partials.Cache | None,
-         options: analyses.Options = analyses.Options()) -> analyses.Analysis:
+         options: analyses.Options | None = None) -> analyses.Analysis:
     result = analyses.analyze(inputs, staging, connector_files=sorted((SAMPLE / "config").glob("*Connector*")),
-                              domain_files=[SAMPLE / "config" / "Get-AcceptedDomain.json"], options=options,
-                              cache=cache)
+                              domain_files=[SAMPLE / "config" / "Get-AcceptedDomain.json"],
+                              options=options or analyses.Options(), cache=cache)
     assert result is not None
     return result
 
@@ -123,8 +123,8 @@ def test_records_without_stamps_are_not_cached(tmp_path: Path, first: analyses.A
 
 
 def test_embedded_tables_give_the_same_key_whatever_their_memory_layout(tmp_path: Path) -> None:
-    values = pl.DataFrame({"v": sorted("a-long-enough-value-%d" % i for i in range(50))})
-    more = pl.DataFrame({"v": sorted(values["v"].to_list() + ["b-another-long-value-%d" % i for i in range(50)])})
+    values = pl.DataFrame({"v": sorted(f"a-long-enough-value-{i}" for i in range(50))})
+    more = pl.DataFrame({"v": sorted(values["v"].to_list() + [f"b-another-long-value-{i}" for i in range(50)])})
     sliced = more.filter(pl.col("v").str.starts_with("a-"))  # the same values in a larger buffer
     assert sliced.equals(values)
     day = _partials.Day(pl.LazyFrame({"v": ["x"]}), "identity")
@@ -132,7 +132,7 @@ def test_embedded_tables_give_the_same_key_whatever_their_memory_layout(tmp_path
     for table in (values, sliced):
         cache = _partials.Cache(tmp_path / "cache")
         wanted = _partials.canonical(table).get_column("v").implode()
-        _partials.collect(day, lambda frame: [frame.filter(pl.col("v").is_in(wanted))], cache)
+        _partials.collect(day, lambda frame, wanted=wanted: [frame.filter(pl.col("v").is_in(wanted))], cache)
         keys.append(cache.misses)
     assert keys == [1, 0]
 
