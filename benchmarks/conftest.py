@@ -11,9 +11,12 @@ smoke run still checks every competitor against `PrefixTable` on real data.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import ipaddress
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +93,14 @@ def sizes(smoke: bool) -> Sizes:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return shared_data_dir()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `mailflow analyze` children keep per-day partials in a cache: a throwaway one, so a
+    # benchmark neither reads an earlier run's partials nor fills the user's ~/.cache
+    if "MAILFLOW_CACHE_DIR" not in os.environ:
+        os.environ["MAILFLOW_CACHE_DIR"] = tempfile.mkdtemp(prefix="mailflow-bench-cache-")
+        atexit.register(shutil.rmtree, os.environ["MAILFLOW_CACHE_DIR"], True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
