@@ -84,6 +84,10 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         },
         "findings": {"total": frame.height, "by_severity": by_severity, "by_kind": by_kind},
         "timings_s": {k: round(v, 3) for k, v in analysis.timings.items()},
+        # day partials of the findings, the usage and the period read back from the cache (hits)
+        # or computed (misses): why a run was fast; the report's own come after this is written
+        "partials_cache": None if analysis.cache is None else {
+            "folder": str(analysis.cache.root), "hits": analysis.cache.hits, "misses": analysis.cache.misses},
     }
 
 

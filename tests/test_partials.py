@@ -4,6 +4,7 @@ back; anything that changes a day's content or a query misses."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -175,6 +176,15 @@ def test_cli_no_cache_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert done.exit_code == 0, done.output
     assert any((tmp_path / "cache").glob("*/*.arrow"))
     assert (tmp_path / "a" / "findings.json").read_text() == (tmp_path / "b" / "findings.json").read_text()
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["partials_cache"] is None
+    filled = json.loads((tmp_path / "b" / "summary.json").read_text())["partials_cache"]
+    assert filled["folder"] == str(tmp_path / "cache") and filled["misses"] > 0 and filled["hits"] == 0
+    done = runner.invoke(main, ["analyze", str(tmp_path / "b" / "records"), str(SAMPLE / "config"),
+                                "--out", str(tmp_path / "c"), "--quiet"])
+    assert done.exit_code == 0, done.output
+    again = json.loads((tmp_path / "c" / "summary.json").read_text())["partials_cache"]
+    assert again["misses"] == 0 and again["hits"] == filled["misses"] + filled["hits"]
+    assert (tmp_path / "c" / "findings.json").read_text() == (tmp_path / "b" / "findings.json").read_text()
 
 
 def test_a_partial_hit_takes_the_missing_results_from_compute_in_order(tmp_path: Path) -> None:
