@@ -207,3 +207,27 @@ def test_a_partial_hit_takes_the_missing_results_from_compute_in_order(tmp_path:
     assert (cache.hits, cache.misses, len(calls)) == (1, 3, 1)
     again = _partials.collect(day, build, cache, compute)
     assert [g.item() for g in again] == [6, 3, 1] and len(calls) == 1
+
+
+def test_an_output_analysed_again_in_place_keeps_its_records(tmp_path: Path) -> None:
+    """The admin's loop: analyse once, then re-run on the output's own records/ with other
+    thresholds into the same folder. The reused parts are linked before the old folder is
+    replaced, so nothing is lost, and the findings are those of a fresh run."""
+    from click.testing import CliRunner
+
+    from analyzer.cli import main
+
+    runner = CliRunner()
+    out, fresh = tmp_path / "out", tmp_path / "fresh"
+    assert runner.invoke(main, ["analyze", str(SAMPLE), "--out", str(out), "--quiet"]).exit_code == 0
+    before = sorted(p.relative_to(out) for p in (out / "records").rglob("*.parquet"))
+    again = runner.invoke(main, ["analyze", str(out / "records"), str(SAMPLE / "config"), "--out", str(out),
+                                 "--unrouted-min", "2", "--quiet"])
+    assert again.exit_code == 0, again.output
+    assert sorted(p.relative_to(out) for p in (out / "records").rglob("*.parquet")) == before
+    assert all("reused" in f["notes"] for f in json.loads((out / "summary.json").read_text())["inputs"])
+    assert runner.invoke(main, ["analyze", str(SAMPLE), "--out", str(fresh), "--unrouted-min", "2",
+                                "--quiet", "--no-cache"]).exit_code == 0
+    assert (out / "findings.json").read_text() == (fresh / "findings.json").read_text()
+    assert json.loads((out / "summary.json").read_text())["records"] == \
+        json.loads((fresh / "summary.json").read_text())["records"]
