@@ -189,7 +189,8 @@ _SEVERITY_STYLE = {"high": "bold red", "medium": "yellow", "low": "cyan", "info"
 @click.option("--window", "window_days", type=click.FloatRange(min=0, min_open=True), default=7.0,
               show_default=True, help="With --state: days of records (before the newest) the findings cover.")
 @click.option("--no-cache", is_flag=True,
-              help="Do not keep or reuse per-day partial aggregates (MAILFLOW_CACHE_DIR, default ~/.cache/mailflow/partials).")
+              help="Do not keep or reuse per-day partial aggregates "
+                   "(MAILFLOW_CACHE_DIR, default ~/.cache/mailflow/partials).")
 @click.option("--quiet", is_flag=True, help="Print nothing but errors (exit codes still tell).")
 def analyze_command(inputs, connector_files, domain_files, out_dir: Path, fail_on, since, until, ip_table_specs,
                     cloud_ranges, internal_networks, hotspot_window, hotspot_min, hotspot_factor, unrouted_min, year,
