@@ -9,10 +9,11 @@ of reading outside its buffers.
 """
 
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from cpython.mem cimport PyMem_Free
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memchr
 
-from common cimport MF_POPCNT, view_bytes
+from common cimport MF_POPCNT, buffer_table, view_bytes
 from lpm cimport (
     ADDR_EMPTY, ADDR_INVALID, ADDR_V4, ADDR_V6, Node, Trie,
     LPM_FAST_READ, LPM_PREFETCH, lpm_fast_v4, lpm_fast_v6, lpm_init_tables,
@@ -923,24 +924,18 @@ cdef class Core:
             views = _u8(buffers[1])
             if views.shape[0] < (off + n) * 16:
                 raise ValueError("malformed Arrow array: view buffer shorter than the array")
-            data = [_u8(b) for b in buffers[2:]]
+            data = [_u8(b) for b in buffers[2:]]  # held while C reads them
             nb = len(data)
-            bufs = <const uint8_t **> malloc((nb + 1) * sizeof(uint8_t *))
-            lens = <int64_t *> malloc((nb + 1) * sizeof(int64_t))
-            if bufs == NULL or lens == NULL:
-                free(bufs)
-                free(lens)
-                raise MemoryError()
+            bufs = NULL
+            lens = NULL
             try:
-                for i in range(nb):
-                    bufs[i] = _ptr(data[i])
-                    lens[i] = len(data[i])
+                buffer_table(data, &bufs, &lens)
                 with nogil:
                     bad = _loop_views(&snap.t4, &snap.t6, valid, off, &views[off * 16], bufs, lens,
                                       nb, n, &out[0])
             finally:
-                free(bufs)
-                free(lens)
+                PyMem_Free(bufs)
+                PyMem_Free(lens)
         else:
             raise TypeError(f"expected a string or binary Arrow array, got {layout}")
         if bad >= 0:

@@ -9,13 +9,13 @@ column; the loops run without the GIL (`scan`'s eight bytes at a time between qu
 breaks).
 """
 
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 from libc.string cimport memchr, memcpy
 
 import numpy as np
 
-from common cimport MF_POPCNT, view_bytes
+from common cimport MF_POPCNT, buffer_table, view_bytes
 from scan cimport ScanOut, ONES, LOW7
 
 
@@ -245,21 +245,11 @@ def edge_space(const uint8_t[::1] views, list buffers):
     cdef const uint8_t *s
     cdef const uint8_t **data = NULL
     cdef int64_t *sizes = NULL
-    cdef const uint8_t[::1] buf
     if views.shape[0] % 16:
         raise ValueError(f"views of {views.shape[0]} bytes: not a whole number of 16-byte views")
     keep = [memoryview(b).cast("B") for b in buffers]  # holds the buffers while C reads them
-    data = <const uint8_t **>PyMem_Malloc(max(nbuf, 1) * sizeof(uint8_t *))
-    sizes = <int64_t *>PyMem_Malloc(max(nbuf, 1) * sizeof(int64_t))
-    if data == NULL or sizes == NULL:
-        PyMem_Free(data)
-        PyMem_Free(sizes)
-        raise MemoryError()
     try:
-        for i in range(nbuf):
-            buf = keep[i]
-            sizes[i] = buf.shape[0]
-            data[i] = &buf[0] if buf.shape[0] else NULL
+        buffer_table(keep, &data, &sizes)
         # validate every view first, with the GIL (errors need it)
         for i in range(n):
             if view_bytes(&views[16 * i], data, sizes, nbuf, &length, &room) == NULL:

@@ -1,7 +1,8 @@
 # C-level helpers shared by the compiled modules (analyzer._lpm and analyzer._scan): a 64-bit
-# popcount and the bytes of one Arrow string view. Macros and inline functions only, so
-# cimporting this file links nothing at run time.
+# popcount, the table of an Arrow string view array's data buffers and the bytes of one view.
+# Macros and inline functions only, so cimporting this file links nothing at run time.
 
+from cpython.mem cimport PyMem_Malloc
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 from libc.string cimport memcpy
 
@@ -20,6 +21,23 @@ cdef extern from *:
     """
     # one instruction with x86-64-v2 (POPCNT); a library call or the SWAR fallback otherwise
     unsigned MF_POPCNT(uint64_t x) nogil
+
+
+cdef inline int buffer_table(list buffers, const uint8_t ***data, int64_t **sizes) except -1:
+    """The start and size of each of an Arrow string view array's data `buffers` (uint8
+    memoryviews the caller keeps alive while C reads them) in two new arrays for `view_bytes`.
+    The caller frees both with PyMem_Free, also when this raises (they start out NULL)."""
+    cdef Py_ssize_t n = len(buffers), i
+    cdef const uint8_t[::1] buf
+    data[0] = <const uint8_t **>PyMem_Malloc(max(n, 1) * sizeof(uint8_t *))
+    sizes[0] = <int64_t *>PyMem_Malloc(max(n, 1) * sizeof(int64_t))
+    if data[0] == NULL or sizes[0] == NULL:
+        raise MemoryError()
+    for i in range(n):
+        buf = buffers[i]
+        sizes[0][i] = buf.shape[0]
+        data[0][i] = &buf[0] if buf.shape[0] else NULL  # never read: no span fits in 0 bytes
+    return 0
 
 
 cdef inline const uint8_t *view_bytes(const uint8_t *view, const uint8_t **buffers, const int64_t *sizes,
