@@ -75,11 +75,3 @@ def record_day_parts(root: Path | None) -> list[list[Path]]:
     days = (sorted(day.glob("*.parquet"))
             for day in sorted(d for d in root.iterdir() if d.is_dir() and d.name.startswith("date=")))
     return [parts for parts in days if parts]
-
-
-def record_days(root: Path | None) -> Iterator[pl.LazyFrame]:
-    """The attributed records under `root`, one day partition at a time: aggregations whose
-    groups never span a UTC day run day by day, so their memory is bounded by a day of records
-    rather than the whole period."""
-    for parts in record_day_parts(root):
-        yield pl.scan_parquet(parts)

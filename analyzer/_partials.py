@@ -54,10 +54,7 @@ def part_stamps(path: Path) -> tuple[dict[str, str], int] | None:
     seen = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if seen not in _STAMPS:
         try:
-            with open(path, "rb") as fh:
-                if fh.read(4) != b"PAR1":
-                    return None
-            meta = pq.read_metadata(path)
+            meta = pq.read_metadata(path)  # reads the footer only; any other file fails at once
         except (OSError, ValueError):
             return None
         if len(_STAMPS) > 100_000:  # a long-lived process: forget, rather than grow forever

@@ -139,7 +139,7 @@ def traffic_findings(
     """Every traffic finding (all kinds but ``connector_config``), in `FINDINGS_SCHEMA`, sorted.
 
     `records` is one LazyFrame of attributed records, or several that partition them by UTC day
-    (a records/ folder's ``date=`` partitions, `_io.record_days`): then every rule aggregates a
+    (a records/ folder's ``date=`` partitions, `_partials.record_days`): then every rule aggregates a
     day at a time and merges, and memory stays bounded by a day of records.
 
     `domains` is accepted for symmetry with the configuration rules: the accepted-domain tests

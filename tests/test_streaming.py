@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analyzer import _io, analyses, attribution, config, findings, readers
+from analyzer import _partials, analyses, attribution, config, findings, readers
 
 ROOT = Path(__file__).resolve().parent
 DATA = ROOT / "data" / "readers"
@@ -269,7 +269,7 @@ def test_findings_day_by_day_equal_findings_over_the_whole_period(tmp_path: Path
     distinct sources, hot-spot windows); the result must equal one pass over every record."""
     result = _stream([SAMPLE / "logs"], tmp_path / "one")
     connectors, domains = config.load_config(sorted((SAMPLE / "config").iterdir()))
-    days = list(_io.record_days(result.records_dir))
+    days = [day.frame for day in _partials.record_days(result.records_dir)]
     assert len(days) >= 7
     whole = pl.scan_parquet(sorted(result.records_dir.rglob("*.parquet")))
     by_day = findings.traffic_findings(days, connectors, domains)
