@@ -176,14 +176,19 @@ def _records(out_dir: Path) -> Path | None:
     return root if any(root.rglob("*.parquet")) else None
 
 
-def _traffic_counts(records: Path | None, cache: _partials.Cache | None = None) -> dict[str, pl.DataFrame]:
+def _traffic_counts(records: Path | None, cache: _partials.Cache | None = None,
+                    period: dict | None = None) -> dict[str, pl.DataFrame]:
     """Distinct messages per time bucket and inbound connector, and per bucket and direction
-    (``_t``, ``_g``, ``n``); hourly buckets, daily beyond two weeks. Day partials go through
+    (``_t``, ``_g``, ``n``); hourly buckets, daily beyond two weeks of `period` (summary.json's,
+    which covers the same records; read from them when it is missing). Day partials go through
     `cache`."""
     if records is None:
         return {}
-    span = (pl.scan_parquet(sorted(records.rglob("*.parquet")))
-            .select((pl.col("timestamp").max() - pl.col("timestamp").min()).alias("s")).collect().item())
+    if period and period.get("first") and period.get("last"):
+        span = dt.datetime.fromisoformat(period["last"]) - dt.datetime.fromisoformat(period["first"])
+    else:
+        span = (pl.scan_parquet(sorted(records.rglob("*.parquet")))
+                .select((pl.col("timestamp").max() - pl.col("timestamp").min()).alias("s")).collect().item())
     every = "1d" if span is not None and span > dt.timedelta(days=14) else "1h"
     unit = 86_400_000_000 if every == "1d" else 3_600_000_000  # UTC buckets, in microseconds
     message = pl.col("message_key").hash(seed=7)  # 8 bytes a row instead of the text
@@ -291,7 +296,7 @@ def render(out_dir: str | os.PathLike, cache: _partials.Cache | None = None) -> 
     rows = [{k: _fmt_time(v) for k, v in r.items()} for r in findings.head(_MAX_ROWS).iter_rows(named=True)]
     connectors = pl.read_parquet(out / "connectors.parquet")
     records = _records(out)
-    traffic = _traffic_counts(records, cache)
+    traffic = _traffic_counts(records, cache, summary.get("period"))
     conn_rows = [{k: _fmt_time(v) for k, v in r.items()} for r in connectors.iter_rows(named=True)]
     inbound = connectors.filter(pl.col("direction") == "inbound").sort("messages", descending=True)
     connector_chart = _svg.bar_chart("Messages per inbound connector", inbound["connector"].to_list(),

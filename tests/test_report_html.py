@@ -3,6 +3,7 @@ fetched from the network, small, deterministic; and a real browser renders it.""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from html.parser import HTMLParser
@@ -159,3 +160,14 @@ def test_report_renders_in_a_real_browser(hostile_report: Path, sample_report: P
         done = subprocess.run([browser, *flags, f"--screenshot={shot}", "--window-size=1400,2600", url],
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and shot.exists() and shot.stat().st_size > 10_000, done.stderr[-2000:]
+
+
+def test_traffic_buckets_follow_the_summary_period(sample_report: Path) -> None:
+    """Hourly buckets up to two weeks, daily beyond, decided on summary.json's period (the same
+    records' first and last timestamps) or, without one, on the records themselves."""
+    records = sample_report / "records"
+    period = json.loads((sample_report / "summary.json").read_text())["period"]
+    assert set(_report._traffic_counts(records, None, period)["direction"]["_every"]) == {"1h"}
+    assert set(_report._traffic_counts(records)["direction"]["_every"]) == {"1h"}
+    long = {"first": "2026-10-01T00:00:00+00:00", "last": period["last"]}
+    assert set(_report._traffic_counts(records, None, long)["direction"]["_every"]) == {"1d"}
