@@ -722,3 +722,61 @@ def test_200k_lines_parse_fast():
         "<m4@corp.example>",
         "mx2",
     )
+
+
+# ---------------------------------------------------------------- batches: a message straddles them
+
+
+def _ingested(path: Path, batch_bytes: int) -> tuple[pl.DataFrame, Any]:
+    from analyzer.readers import ingest
+
+    result = ingest([path], year=2024, batch_bytes=batch_bytes)
+    return result.frame.collect().sort("source_line"), result.files[0]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DATA.glob("*.log")) + ["sample mail.log", "sample mail.log.1.gz"])
+@pytest.mark.parametrize("batch_bytes", [500, 4096])
+def test_small_batches_give_the_records_of_one_batch(name, batch_bytes):
+    # A message's client=, from= and message-id= lines sit before its outcomes, often far before
+    # (a retry hours later) and sometimes in another batch: the earlier batches' lines must come
+    # along, and a receive record at a batch's end waits for its from= line in the next one.
+    sample = Path(__file__).resolve().parent.parent / "sample_logs" / "logs" / "postfix"
+    path = sample / name.removeprefix("sample ") if name.startswith("sample ") else DATA / name
+    whole, whole_report = _ingested(path, 64 << 20)
+    batched, batched_report = _ingested(path, batch_bytes)
+    assert whole.height > 0
+    assert batched.to_dicts() == whole.to_dicts()
+    counts = ("rows_read", "rows_kept", "rows_skipped", "rows_ignored")
+    assert [getattr(batched_report, c) for c in counts] == [getattr(whole_report, c) for c in counts]
+
+
+def test_receive_record_at_the_end_of_the_log_is_kept_without_its_from_line(tmp_path):
+    log = tmp_path / "mail.log"
+    lines = [f"Nov 24 10:00:{i % 60:02d} mx1 postfix/smtpd[1]: connect from unknown[198.51.100.{i % 250}]"
+             for i in range(200)]
+    lines.append("Nov 24 10:05:00 mx1 postfix/smtpd[1]: 4ABCD12345: client=app[203.0.113.9]")
+    log.write_text("\n".join(lines) + "\n")
+    frame, report = _ingested(log, 1024)  # several batches; the client= line is in the last
+    assert frame.select("event", "client_ip", "sender", "message_key", "source_line").rows() == [
+        ("receive", "203.0.113.9", None, "mx1/4ABCD12345", 201)]
+    assert (report.rows_read, report.rows_kept, report.rows_ignored) == (1, 1, 200)
+
+
+def test_carried_queue_ids_are_bounded(monkeypatch):
+    from analyzer.readers import _postfix
+
+    monkeypatch.setattr(_postfix, "_CARRY_IDS", 3)
+    lines = [f"Nov 24 10:00:0{i} mx1 postfix/qmgr[2]: 4ABC{i}: from=<s{i}@a.example>, size=10{i}, nrcpt=1 (queue active)"
+             for i in range(6)]
+    carry = _postfix.Carry()
+    parse_postfix(pl.DataFrame({"line": lines, "source_line": list(range(1, 7))}), year=2024,
+                  mtime=NOV_MTIME, carry=carry)
+    senders = carry.tables[1]
+    # the three most recent queue ids, each once
+    assert senders.select("queue_id", "_sender").rows() == [
+        ("4ABC3", "s3@a.example"), ("4ABC4", "s4@a.example"), ("4ABC5", "s5@a.example")]
+    later = ["Nov 24 10:01:00 mx1 postfix/smtp[3]: 4ABC4: to=<r@b.example>, relay=b[192.0.2.1]:25, delay=1, "
+             "delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)"]
+    records, _ = parse_postfix(pl.DataFrame({"line": later, "source_line": [7]}), year=2024, mtime=NOV_MTIME,
+                               carry=carry)
+    assert records.select("sender", "size_bytes").rows() == [("s4@a.example", 104)]

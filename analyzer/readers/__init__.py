@@ -775,11 +775,12 @@ def _read_json_batches(batches: Iterator[_json.JsonBatch], det: _Detected, sourc
 
 
 def _read_postfix(source: TextSource, opts: _Options, report: FileReport, spool: _Spool) -> None:
-    from analyzer.readers._postfix import parse_postfix
+    from analyzer.readers._postfix import Carry, held_records, parse_postfix
 
     path = source.path
     mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.timezone.utc)
     line_base = 1
+    carry = Carry()  # a message's lines straddle batches: its client/from lines come along
     for data in source.line_chunks():
         text = data.decode("utf-8")
         lines = pl.Series("line", [text]).str.strip_suffix("\n").str.split("\n").explode()
@@ -787,8 +788,8 @@ def _read_postfix(source: TextSource, opts: _Options, report: FileReport, spool:
         n = lines.len()
         frame = pl.DataFrame({"line": lines,
                               "source_line": np.arange(line_base, line_base + n, dtype=np.int64)})
-        line_base += n
-        records, rejects = parse_postfix(frame, year=opts.year, mtime=mtime)
+        first, line_base = line_base, line_base + n
+        records, rejects = parse_postfix(frame, year=opts.year, mtime=mtime, carry=carry)
         nonblank = int(frame.get_column("line").str.strip_chars().str.len_bytes().gt(0).sum())
         if rejects.height:
             rows = [(r[0], "a Postfix delivery line", r[1], r[2])
@@ -797,20 +798,29 @@ def _read_postfix(source: TextSource, opts: _Options, report: FileReport, spool:
                 _fail_strict(path, rows[0])
             spool.write("rejects", _reject_frame(str(path), rows))
             report.rows_skipped += len(rows)
-        used = records.get_column("source_line").n_unique() if records.height else 0
+        # this batch's lines that gave records, wherever they went: records may include the
+        # last batch's held ones, and some of this batch's may be held for the next
+        used = sum(part.filter(pl.col("source_line") >= first).get_column("source_line").n_unique()
+                   for part in (records, carry.held) if part is not None)
         report.rows_read += used + rejects.height
         report.rows_ignored += max(nonblank - used - rejects.height, 0)
-        if records.height:
-            final = finalize(records, "postfix", str(path))
-            # A delivery record is the hop Postfix -> relay: its client is Postfix's own
-            # egress, known only when the reply names it ("... from [203.0.113.25]"). The
-            # app that handed the message to Postfix is the client of the receive record.
-            final = final.with_columns(
-                pl.when(pl.col("event").is_in(["receive"]) | (pl.col("status") == "reject"))
-                .then(pl.col("client_ip")).otherwise(pl.col("throttled_ip")).alias("client_ip"))
-            final = _with_key(final, "postfix")
-            report.rows_kept += final.height
-            spool.write("records", final)
+        _spool_postfix(records, path, report, spool)
+    _spool_postfix(held_records(carry), path, report, spool)
+
+
+def _spool_postfix(records: pl.DataFrame, path: Path, report: FileReport, spool: _Spool) -> None:
+    if not records.height:
+        return
+    final = finalize(records, "postfix", str(path))
+    # A delivery record is the hop Postfix -> relay: its client is Postfix's own
+    # egress, known only when the reply names it ("... from [203.0.113.25]"). The
+    # app that handed the message to Postfix is the client of the receive record.
+    final = final.with_columns(
+        pl.when(pl.col("event").is_in(["receive"]) | (pl.col("status") == "reject"))
+        .then(pl.col("client_ip")).otherwise(pl.col("throttled_ip")).alias("client_ip"))
+    final = _with_key(final, "postfix")
+    report.rows_kept += final.height
+    spool.write("records", final)
 
 
 _SPOOLS: list[Path] = []

@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import datetime
 import inspect
+from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["RECORD_SCHEMA", "REJECT_SCHEMA", "parse_postfix"]
+__all__ = ["RECORD_SCHEMA", "REJECT_SCHEMA", "Carry", "held_records", "parse_postfix"]
 
 RECORD_SCHEMA: dict[str, pl.DataType] = {
     "timestamp": pl.Datetime("us", "UTC"),
@@ -504,10 +505,29 @@ def _receives(df: pl.DataFrame) -> pl.DataFrame:
     ).filter(pl.col("queue_id").is_not_null())
 
 
-def _enrich(records: pl.DataFrame, hdr: pl.DataFrame) -> pl.DataFrame:
-    """Fill client_ip, sender, size_bytes and message_id from the same message's other lines:
-    the latest earlier ones for outcomes, the next ones for `receive` records (qmgr and cleanup
-    log after smtpd's client= line)."""
+@dataclass
+class Carry:
+    """What one batch of a log leaves for the next: a message's lines straddle batches.
+
+    ``tables`` hold, per ``(hostname, queue_id)``, the latest client=, from= and message-id= line
+    of the earlier batches (the backward join's candidates for outcomes further on, such as a
+    retry hours later); ``held`` are the `receive` records near a batch's end whose from= or
+    message-id= line had not come yet."""
+
+    tables: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None = None
+    held: pl.DataFrame | None = None
+
+
+# A carried table keeps the most recent queue ids: a bound on memory, far beyond any real gap
+# between a message's lines.
+_CARRY_IDS = 1_000_000
+# A receive record is held for the next batch only when it lies this close to the batch's end,
+# and there takes lines at most this far after it (cleanup and qmgr log within a few lines).
+_HOLD_LINES = 10_000
+
+
+def _enrichment_tables(hdr: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The batch's client=, from= and message-id= lines, keyed by (hostname, queue_id, line)."""
     keyed = hdr.filter(pl.col("msg").str.contains(r"^" + _QID + r": (?:client|from|message-id)="))
     cl = pl.col("msg").str.extract_groups(_CLIENT)
     qf = pl.col("msg").str.extract_groups(_QMGR_FROM)
@@ -533,36 +553,118 @@ def _enrich(records: pl.DataFrame, hdr: pl.DataFrame) -> pl.DataFrame:
             mi.struct.field("mid").str.strip_chars()
         ),
     ).filter(pl.col("queue_id").is_not_null())
+    return clients, senders, mids
 
-    def attach(frame: pl.DataFrame, strategy: str) -> pl.DataFrame:
-        frame = frame.sort("source_line")
-        for table in (clients, senders, mids):
-            frame = frame.join_asof(
-                table.sort("source_line").rename({"source_line": "_enrich_line"}),
-                left_on="source_line",
-                right_on="_enrich_line",
-                by=["hostname", "queue_id"],
-                strategy=strategy,
-                **_ASOF_KW,
-            ).drop("_enrich_line")
-        return frame
 
-    is_receive = pl.col("event") == "receive"
-    out = pl.concat([attach(records.filter(~is_receive), "backward"),
-                     attach(records.filter(is_receive), "forward")]).sort("source_line")
+def _carried(old: pl.DataFrame | None, table: pl.DataFrame) -> pl.DataFrame:
+    """`old` updated by a batch's `table` (in line order): the latest line per (hostname,
+    queue_id), oldest first, at most `_CARRY_IDS` of the most recent."""
+    keys = ["hostname", "queue_id"]
+    latest = table.unique(keys, keep="last", maintain_order=True)
+    if old is not None:
+        latest = pl.concat([old.join(latest.select(keys), on=keys, how="anti", maintain_order="left"), latest])
+    return latest.tail(_CARRY_IDS)
+
+
+def _asof(frame: pl.DataFrame, table: pl.DataFrame, strategy: str, tolerance: int | None = None,
+          keep_line: bool = False) -> pl.DataFrame:
+    """`frame` (sorted by line) as-of joined to `table` per (hostname, queue_id); with
+    `keep_line`, the joined line is kept as ``_enrich_line`` (null: none found)."""
+    joined = frame.join_asof(
+        table.sort("source_line").rename({"source_line": "_enrich_line"}),
+        left_on="source_line",
+        right_on="_enrich_line",
+        by=["hostname", "queue_id"],
+        strategy=strategy,
+        tolerance=tolerance,
+        **_ASOF_KW,
+    )
+    return joined if keep_line else joined.drop("_enrich_line")
+
+
+def _backward(frame: pl.DataFrame, table: pl.DataFrame, earlier: pl.DataFrame | None) -> pl.DataFrame:
+    """`frame` joined to its latest earlier line of `table`, or when the batch has none, to
+    the earlier batches' (`earlier`: one line per key, all before the batch)."""
+    joined = _asof(frame, table, "backward", keep_line=True)
+    if earlier is not None and earlier.height:
+        values = [c for c in earlier.columns if c not in ("hostname", "queue_id", "source_line")]
+        joined = joined.join(earlier.drop("source_line").rename({c: f"{c}_earlier" for c in values}),
+                             on=["hostname", "queue_id"], how="left", maintain_order="left")
+        # only where the batch has no such line (its value may be null: that line still wins)
+        none = pl.col("_enrich_line").is_null()
+        joined = joined.with_columns(
+            [pl.when(none).then(pl.col(f"{c}_earlier")).otherwise(pl.col(c)).alias(c) for c in values]
+        ).drop([f"{c}_earlier" for c in values])
+    return joined.drop("_enrich_line")
+
+
+def _enrich(records: pl.DataFrame, hdr: pl.DataFrame, carry: Carry | None) -> pl.DataFrame:
+    """Fill client_ip, sender, size_bytes and message_id from the same message's other lines:
+    the latest earlier ones for outcomes (of this batch or, through `carry`, an earlier one),
+    the next ones for `receive` records (qmgr and cleanup log after smtpd's client= line).
+
+    With a `carry`, the receive records near the batch's end still missing a from= or
+    message-id= line go to ``carry.held`` and come out of the next batch instead."""
+    tables = _enrichment_tables(hdr)
+    earlier = (None,) * 3 if carry is None or carry.tables is None else carry.tables
+    outcomes = records.filter(pl.col("event") != "receive").sort("source_line")
+    receives = records.filter(pl.col("event") == "receive").sort("source_line")
+    for table, before in zip(tables, earlier):
+        outcomes = _backward(outcomes, table, before)
+        receives = _asof(receives, table, "forward")
+    held = None if carry is None else carry.held
+    if held is not None and held.height:
+        # a receive record of the last batch: its own line gave the client; the from= and
+        # message-id= lines come first in this batch
+        _, senders, mids = tables
+        late = _asof(_asof(held.drop("_sender", "_size", "_mid").with_columns(
+            _old_sender=held["_sender"], _old_size=held["_size"], _old_mid=held["_mid"]),
+            senders, "forward", _HOLD_LINES), mids, "forward", _HOLD_LINES)
+        late = late.with_columns(_sender=pl.coalesce("_old_sender", "_sender"),
+                                 _size=pl.coalesce("_old_size", "_size"),
+                                 _mid=pl.coalesce("_old_mid", "_mid")).select(receives.columns)
+        receives = pl.concat([late, receives])
+    if carry is not None:
+        last = hdr.get_column("source_line").max()
+        waiting = ((pl.col("_sender").is_null() | pl.col("_mid").is_null())
+                   & (pl.col("source_line") > last - _HOLD_LINES))
+        carry.held = receives.filter(waiting)
+        receives = receives.filter(~waiting)
+        carry.tables = tuple(_carried(before, table) for before, table in zip(earlier, tables))
+    return _records(pl.concat([outcomes, receives]))
+
+
+def _records(enriched: pl.DataFrame) -> pl.DataFrame:
+    """Joined records in RECORD_SCHEMA, by line."""
     # The line's own values (a reject's client and from=, an expiry's from=) beat the join.
-    return out.with_columns(
+    records = enriched.with_columns(
         client_ip=pl.coalesce("client_ip", "_client"),
         sender=pl.coalesce("sender", "_sender"),
         size_bytes=pl.col("_size"),
         message_id=pl.col("_mid"),
+        direction=pl.lit(None, pl.String),
+        subject=pl.lit(None, pl.String),
+        connector_name=pl.lit(None, pl.String),
+        message_key=pl.concat_str("hostname", pl.lit("/"), "queue_id"),
     )
+    return records.select([pl.col(c).cast(t) for c, t in RECORD_SCHEMA.items()]).sort("source_line")
+
+
+def held_records(carry: Carry) -> pl.DataFrame:
+    """The receive records `carry` still holds, as they are (the log ended before their from=
+    or message-id= line); the carry is emptied."""
+    held, carry.held = carry.held, None
+    return _empty_records() if held is None else _records(held)
 
 
 def parse_postfix(
-    lines: pl.DataFrame, *, year: int | None, mtime: datetime.datetime
+    lines: pl.DataFrame, *, year: int | None, mtime: datetime.datetime, carry: Carry | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Parse one batch of a Postfix syslog file into ``(records, rejects)``.
+
+    A file read batch by batch passes one `carry` to every batch, then takes `held_records`
+    after the last: a message's lines may straddle batches. Without a carry the batch is the
+    whole log.
 
     `lines` has ``line`` (String, no newline) and ``source_line`` (Int64, 1-based). `year` is the
     year of classic syslog timestamps when known (CLI option); otherwise it comes from `mtime`
@@ -626,13 +728,5 @@ def parse_postfix(
     ).sort("source_line")
 
     good = parsed.filter(pl.col("problem").is_null()).drop("problem", "line")
-    records = _enrich(good, hdr).with_columns(
-        direction=pl.lit(None, pl.String),
-        subject=pl.lit(None, pl.String),
-        connector_name=pl.lit(None, pl.String),
-        message_key=pl.concat_str("hostname", pl.lit("/"), "queue_id"),
-    )
-    records = records.select([pl.col(c).cast(t) for c, t in RECORD_SCHEMA.items()]).sort(
-        "source_line"
-    )
+    records = _enrich(good, hdr, carry)
     return records, rejects.select([pl.col(c).cast(t) for c, t in REJECT_SCHEMA.items()])
