@@ -270,8 +270,16 @@ def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None
         return [rows.select(subject, pl.col(column).hash(seed=7).alias("_v")).unique()
                 for column in ("message_key", "sender")]
 
+    def compute(day: pl.LazyFrame) -> list[pl.DataFrame]:
+        # the same results from one read of the day, the subject hashed once
+        rows = day.filter(pl.col("subject").is_not_null()).select(
+            subject, pl.col("message_key").hash(seed=7).alias("_m"), pl.col("sender").hash(seed=7).alias("_v"),
+        ).collect(engine="streaming").lazy()
+        return pl.collect_all([rows.select("_s", pl.col("_m").alias("_v")).unique(),
+                               rows.select("_s", "_v").unique()])
+
     for day in days:
-        for name, result in zip(pairs, _partials.collect(day, queries, cache)):
+        for name, result in zip(pairs, _partials.collect(day, queries, cache, compute)):
             pairs[name].append(result)
     messages, senders = (pl.concat(frames).unique().group_by("_s").agg(pl.len().alias(name))
                          for name, frames in pairs.items())

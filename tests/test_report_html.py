@@ -171,3 +171,20 @@ def test_traffic_buckets_follow_the_summary_period(sample_report: Path) -> None:
     assert set(_report._traffic_counts(records)["direction"]["_every"]) == {"1h"}
     long = {"first": "2026-10-01T00:00:00+00:00", "last": period["last"]}
     assert set(_report._traffic_counts(records, None, long)["direction"]["_every"]) == {"1d"}
+
+
+def test_top_subjects_count_distinct_messages_and_senders_across_days(tmp_path: Path) -> None:
+    # "A": three messages (one logged on both days, one twice) from one sender; "B": two messages
+    # from two senders; rows without a subject are not a subject. Distinct over the period.
+    rows = [("2026-11-20", "A", "m1", "s1"), ("2026-11-20", "A", "m1", "s1"), ("2026-11-20", "A", "m2", "s1"),
+            ("2026-11-21", "A", "m1", "s1"), ("2026-11-21", "A", "m3", "s1"),
+            ("2026-11-20", "B", "m4", "s2"), ("2026-11-21", "B", "m5", "s3"),
+            ("2026-11-21", None, "m6", "s4"), ("2026-11-21", None, "m7", "s5"), ("2026-11-21", None, "m8", "s6")]
+    records = tmp_path / "records"
+    for day in ("2026-11-20", "2026-11-21"):
+        part = records / f"date={day}" / "part-00000000.parquet"
+        part.parent.mkdir(parents=True)
+        pl.DataFrame([r[1:] for r in rows if r[0] == day], schema=["subject", "message_key", "sender"],
+                     orient="row").write_parquet(part)
+    assert _report._subjects(records) == [{"subject": "A", "messages": 3, "senders": 1},
+                                          {"subject": "B", "messages": 2, "senders": 2}]
