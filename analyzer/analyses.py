@@ -302,7 +302,8 @@ class RecordWriter:
             return self._next - 1
 
     def __call__(self, index: int, batch: pl.DataFrame) -> None:
-        """Attribute `batch` (normalized columns plus `_key`) and add it as batch `index`."""
+        """Attribute `batch` (normalized columns plus `_key`, and `readers.INPUT` for Parquet
+        inputs) and add it as batch `index`."""
         with self._lock:
             self._next = max(self._next, index + 1)
         if self.since is not None:
@@ -312,8 +313,10 @@ class RecordWriter:
         if batch.height == 0:
             return
         keys = batch.get_column("_key")
-        attributed = self.attributor.attribute(batch.drop("_key")).with_columns(
-            pl.col("timestamp").dt.date().alias("_day"), keys)
+        origin = (batch.get_column(readers.INPUT) if readers.INPUT in batch.columns
+                  else pl.repeat(None, batch.height, dtype=pl.String, eager=True).alias(readers.INPUT))
+        attributed = self.attributor.attribute(batch.drop("_key", readers.INPUT, strict=False)).with_columns(
+            pl.col("timestamp").dt.date().alias("_day"), keys, origin)
         days = attributed.partition_by("_day", as_dict=True, maintain_order=True)
         ready = []
         with self._lock:
@@ -345,16 +348,23 @@ class RecordWriter:
         name = f"part-{number:08d}"
         target = self.root / f"date={day}" / f"{name}.parquet"
         target.parent.mkdir(parents=True, exist_ok=True)
-        frame.drop("_key").write_parquet(target, metadata=self._metadata(day, number), **_PARQUET)
+        frame.drop("_key", readers.INPUT).write_parquet(target, metadata=self._metadata(day, number), **_PARQUET)
         hashes = self.keys / day / f"{name}.npz"
         hashes.parent.mkdir(parents=True, exist_ok=True)
         batches = np.concatenate([np.full(rows.height, index, dtype=np.int32) for index, rows in chunks])
-        np.savez(hashes, key=frame.get_column("_key").to_numpy(), batch=batches)
+        # the Parquet inputs of the rows (code into `inputs`, -1: the row's source_file is its input)
+        origin = frame.get_column(readers.INPUT)
+        inputs = origin.drop_nulls().unique(maintain_order=True)
+        codes = origin.replace_strict(inputs, pl.int_range(inputs.len(), eager=True), default=-1,
+                                      return_dtype=pl.Int32)
+        np.savez(hashes, key=frame.get_column("_key").to_numpy(), batch=batches, input=codes.to_numpy(),
+                 inputs=np.array(inputs.to_list(), dtype=str))
 
     def finish(self) -> dict[str, int]:
         """Write what is still waiting, then remove every record's later copies, day by day;
-        returns the copies removed per ``source_file``. The first occurrence in input order
-        (batch number, then row) is kept."""
+        returns the copies removed per input file (a Parquet input's copies count against it,
+        not against the source_file they name). The first occurrence in input order (batch
+        number, then row) is kept."""
         while self._waiting:
             self._write(*self._take(next(iter(self._waiting))))
         removed: dict[str, int] = {}
@@ -387,7 +397,13 @@ class RecordWriter:
                 target = self.root / f"date={day.name}" / f"{name.stem}.parquet"
                 frame = pl.read_parquet(target)
                 mask = pl.Series(fresh)
-                for file, n in frame.filter(~mask).group_by("source_file").len().iter_rows():
+                with np.load(name) as part:
+                    codes, inputs = part["input"], part["inputs"]
+                gone = ~fresh
+                for code, n in zip(*np.unique(codes[gone & (codes >= 0)], return_counts=True)):
+                    removed[str(inputs[code])] = removed.get(str(inputs[code]), 0) + int(n)
+                copies = frame.filter(pl.Series(gone & (codes < 0)))
+                for file, n in copies.group_by("source_file").len().iter_rows():
                     removed[file] = removed.get(file, 0) + n
                 self.rows -= int((~fresh).sum())
                 kept = frame.filter(mask)
@@ -507,7 +523,8 @@ def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, in
     for report in ingest.files:
         path = Path(report.path)
         parts = by_file.get(report.path)
-        records = pl.scan_parquet(parts) if parts else pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64})
+        records = (pl.scan_parquet(parts).drop(readers.INPUT) if parts
+                   else pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64}))
         state.store(path, prints[str(path.resolve())], records,
                     rejects.filter(pl.col("source_file") == report.path), asdict(report))
 

@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 
 from analyzer._text import TextSource
 from analyzer.errors import InputError
-from analyzer.readers import SCHEMA, Ingest, detect, ingest, read
+from analyzer.readers import SCHEMA, Ingest, detect, ingest, read, unique_batches
 
 DATA = Path(__file__).resolve().parent / "data" / "readers"
 BAD = DATA / "bad"
@@ -1215,3 +1215,19 @@ def test_plain_file_blocks_end_after_a_line_break_and_cover_the_file(tmp_path, c
     if not lines_longer:
         assert all(b.endswith(b"\n") for b in blocks[:-1])
         assert all(len(b) <= chunk for b in blocks)
+
+
+def test_copies_in_parquet_inputs_count_against_the_parquet_file(tmp_path):
+    # a Parquet record's source_file names the log it was first read from: its copies are the
+    # Parquet file's duplicates, in the totals of both the frame and the batches
+    frame, _ = load([Path(__file__).resolve().parent.parent / "sample_logs" / "logs" / "exo"])
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    frame.write_parquet(first)
+    pl.concat([frame.tail(5), frame.tail(5)]).write_parquet(second)
+    result = ingest([first, second])
+    assert result.frame.collect().height == frame.height
+    assert result.totals().select("source_file", "rows_read", "duplicates").rows() == [
+        (str(first), frame.height, 0), (str(second), 10, 10)]
+    counted: dict[str, int] = {}
+    assert sum(b.height for b in unique_batches(sorted(result.spool.glob("records-*.parquet")), counted)) == frame.height
+    assert counted == {str(second): 10}

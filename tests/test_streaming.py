@@ -209,6 +209,11 @@ def test_a_copy_of_a_records_folder_is_not_reused_and_its_duplicates_go(tmp_path
     second = _stream([first.records_dir, copy], tmp_path / "two")
     assert second.records == first.records
     assert _records(second.records_dir).equals(_records(first.records_dir))
+    # the copies count against the copied parts (their source_file names the logs)
+    dupes = dict(zip(second.totals["source_file"], second.totals["duplicates"]))
+    rows = {str(p): pl.scan_parquet(p).select(pl.len()).collect().item() for p in copy.rglob("*.parquet")}
+    assert {name: n for name, n in dupes.items() if n} == rows
+    assert sum(dupes.values()) == first.records
     inodes = {p.stat().st_ino for p in first.records_dir.rglob("*.parquet")}
     assert not inodes & {p.stat().st_ino for p in second.records_dir.rglob("*.parquet")}
 

@@ -56,6 +56,10 @@ _RAW_LIMIT = 2000  # characters of a rejected row kept in the rejects file
 # received time) since a later export may show a newer status for the same row.
 _CONTENT = [c for c in SCHEMA if c not in ("source_file", "source_line")]
 _TRACE_KEY = ["source_format", "message_key", "recipient", "timestamp"]
+# Beside `_key` in spooled or sunk batches: the Parquet input a record was read from (null for
+# the other formats, whose source_file is the input). A Parquet record's source_file names the
+# log it first came from, so its copies are counted against the Parquet file by this column.
+INPUT = "_input"
 
 
 @dataclass
@@ -104,7 +108,7 @@ class Ingest:
         parts = _parts(self.spool)
         if not parts:
             return {}
-        counts = (pl.scan_parquet(parts).select("source_file", "_key")
+        counts = (pl.scan_parquet(parts).select(pl.coalesce(INPUT, "source_file").alias("source_file"), "_key")
                   .filter(~pl.col("_key").is_first_distinct())
                   .group_by("source_file").len().collect())
         return dict(zip(counts["source_file"].to_list(), counts["len"].to_list()))
@@ -134,9 +138,9 @@ def totals_frame(files: list[FileReport], duplicates: dict[str, int]) -> pl.Data
 
 
 def unique_batches(parts: list[Path], duplicates: dict[str, int] | None = None) -> Iterator[pl.DataFrame]:
-    """The records of spooled Parquet `parts` (normalized columns plus `_key`), one part at a
-    time, each record's first occurrence only; `_key` dropped. Duplicates dropped are counted per
-    `source_file` into `duplicates` when given."""
+    """The records of spooled Parquet `parts` (normalized columns plus `_key` and `INPUT`), one
+    part at a time, each record's first occurrence only; `_key` and `INPUT` dropped. Duplicates
+    dropped are counted per input file into `duplicates` when given."""
     if not parts:
         return
     # One pass over the keys alone (8 bytes a record) marks each record's first occurrence
@@ -149,10 +153,11 @@ def unique_batches(parts: list[Path], duplicates: dict[str, int] | None = None) 
         fresh = first[offset:offset + batch.height]
         offset += batch.height
         if duplicates is not None and not fresh.all():
-            for name, n in batch.filter(pl.Series(~fresh)).group_by("source_file").len().iter_rows():
+            copies = batch.filter(pl.Series(~fresh)).select(pl.coalesce(INPUT, "source_file"))
+            for name, n in copies.to_series().value_counts().iter_rows():
                 duplicates[name] = duplicates.get(name, 0) + n
         if fresh.any():
-            yield batch.filter(pl.Series(fresh)).drop("_key")
+            yield batch.filter(pl.Series(fresh)).drop("_key", INPUT)
 
 
 def _parts(spool: Path) -> list[Path]:
@@ -345,6 +350,8 @@ class _Spool:
         if kind == "records" and self.sink is not None:
             self.sink(index, frame)
             return
+        if kind == "records" and INPUT not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, pl.String).alias(INPUT))  # parts share one schema
         target = self.dir / f"{kind}-{index:08d}.parquet"
         tmp = target.with_suffix(".tmp")
         # lz4: the spool is rewritten every run and read once; speed matters more than size
@@ -488,8 +495,8 @@ def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
     pass, or to the sink in batches of at most `PARQUET_BATCH_ROWS`, two at a time."""
     reports = [_check_parquet(path) for path in paths]
     if spool.sink is None:
-        frame = pl.scan_parquet(paths, hive_partitioning=False, extra_columns="ignore") \
-            .select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
+        frame = pl.scan_parquet(paths, hive_partitioning=False, extra_columns="ignore", include_file_paths=INPUT) \
+            .select([pl.col(c).cast(t) for c, t in SCHEMA.items()] + [pl.col(INPUT)])
         target = spool.dir / f"records-{spool.reserve():08d}.parquet"
         tmp = target.with_suffix(".tmp")
         frame.with_columns(_key_expr().alias("_key")).sink_parquet(tmp, compression="lz4", statistics=False)
@@ -497,7 +504,7 @@ def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
         return reports
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="mailflow-parquet") as pool:
         pending: deque = deque()
-        for part in _parquet_parts(paths, SCHEMA):
+        for part in _parquet_parts(paths, SCHEMA, path_column=INPUT):
             pending.append(pool.submit(_sink_parquet_batch, part, spool, spool.reserve()))
             while len(pending) > 2:
                 pending.popleft().result()
@@ -517,14 +524,15 @@ def iter_parquet(paths: Iterable[Path], columns: Iterable[str] = tuple(SCHEMA),
     yield from (part() for part in _parquet_parts(paths, columns, batch_rows))
 
 
-def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: int | None = None
-                   ) -> Iterator[Callable[[], pl.DataFrame]]:
+def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: int | None = None,
+                   path_column: str | None = None) -> Iterator[Callable[[], pl.DataFrame]]:
     """Readers of the Parquet files' `columns` in pieces of at most `batch_rows` rows, to call in
     file order. Consecutive small files (a records/ folder's parts) with the same columns make
     one piece, read by polars on its threads wherever the call runs, so workers read in
     parallel and write few, large parts; a big file is cut into row ranges, each read by polars
     from the row groups that hold it (bounded memory; pyarrow's batch reader took four times as
-    long and three times the memory on one 20-million-row file)."""
+    long and three times the memory on one 20-million-row file). With `path_column`, each row's
+    file path comes along in that column."""
     batch_rows = batch_rows or PARQUET_BATCH_ROWS
     wanted = list(columns)
     group: list[Path] = []
@@ -532,11 +540,12 @@ def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: in
     group_rows = 0
 
     def read(files: list[Path], cols: list[str]) -> Callable[[], pl.DataFrame]:
-        return lambda: pl.read_parquet(files, columns=cols, hive_partitioning=False)
+        return lambda: (pl.scan_parquet(files, hive_partitioning=False, include_file_paths=path_column)
+                        .select(cols + ([path_column] if path_column else [])).collect())
 
     def rows_of(path: Path, cols: list[str], offset: int) -> Callable[[], pl.DataFrame]:
-        return lambda: (pl.scan_parquet(path, hive_partitioning=False).select(cols)
-                        .slice(offset, batch_rows).collect())
+        return lambda: (pl.scan_parquet(path, hive_partitioning=False, include_file_paths=path_column)
+                        .select(cols + ([path_column] if path_column else [])).slice(offset, batch_rows).collect())
 
     for path in paths:
         with pq.ParquetFile(path) as handle:
@@ -557,7 +566,7 @@ def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: in
 
 
 def _sink_parquet_batch(part: Callable[[], pl.DataFrame], spool: _Spool, index: int) -> None:
-    frame = part().select([pl.col(c).cast(t) for c, t in SCHEMA.items()])
+    frame = part().select([pl.col(c).cast(t) for c, t in SCHEMA.items()] + [pl.col(INPUT)])
     frame = frame.with_columns(_key_expr(frame).alias("_key"))
     spool.write("records", frame, index)
 
@@ -852,7 +861,8 @@ def ingest(
     called after each file with its report, its position and the number of files (progress).
 
     With a `sink`, the records are not kept: each batch (normalized columns plus the 64-bit
-    de-duplication hash `_key`, duplicates not removed) is handed to ``sink(number, frame)`` as
+    de-duplication hash `_key` and, from Parquet inputs, the `INPUT` file; duplicates not
+    removed) is handed to ``sink(number, frame)`` as
     soon as it is converted, from the reader's worker threads, while the next batches are read.
     Numbers follow input order (file, then line); memory stays bounded by a few batches. The
     returned `Ingest` then only holds the reports and the rejects.
@@ -904,7 +914,7 @@ def ingest(
     if parts:
         frame = (pl.scan_parquet(parts)
                  .unique(subset=["_key"], keep="first", maintain_order=True)
-                 .drop("_key"))
+                 .drop("_key", INPUT))
     else:
         frame = pl.LazyFrame(schema=SCHEMA)
     return Ingest(frame, reports, spool)
