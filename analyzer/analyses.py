@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import hashlib
+import json
 import os
 import shutil
 import threading
@@ -22,11 +23,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 
-from analyzer import __version__, _partials, attribution, config, findings, readers
+from analyzer import __version__, _io, _partials, attribution, config, findings, readers
 from analyzer.errors import ConfigError, InputError
 from analyzer.matching import PrefixTable
 from analyzer.ranges import load_table
@@ -208,11 +210,25 @@ def analyze(
         totals, rejects = state.totals(), state.rejects()
         timings["read"] = time.perf_counter() - t
         t = time.perf_counter()
-        for batch in readers.iter_parquet(state.parts(), [*readers.SCHEMA, "_key"]):
+        # the last run's attributed records are kept in the state: only new and changed files'
+        # records are attributed and de-duplicated (against them), unless that is not exact
+        generation = state.new_generation()
+        writer = RecordWriter(attributor, records_dir, generation / "keys", since=options.since,
+                              until=options.until, fingerprint=fingerprint, keep_keys=True)
+        sources = {e.records: e.report.get("path", e.path) for e in state.entries.values()}
+        resumed = _resume(state, writer, sources, options)
+        done = set(resumed[0]["files"]) if resumed is not None else set()
+        fresh = [part for part in state.parts() if part.name not in done]
+        for batch in readers.iter_parquet(fresh, [*readers.SCHEMA, "_key"]):
             writer(writer.reserve(), batch)
     # without a state, "records" covers reading too: batches are attributed as they are read
     dupes = writer.finish()
-    count = writer.rows
+    if state is not None:
+        dupes = _save_generation(generation, writer, sources, resumed, dupes)
+        count = sum(pl.scan_parquet(parts).select(pl.len()).collect().item()
+                    for parts in _io.record_day_parts(records_dir))
+    if state is None:
+        count = writer.rows
     totals = totals.with_columns(
         pl.col("source_file").replace_strict(dupes, default=0, return_dtype=pl.Int64).alias("duplicates"))
     timings["records"] = time.perf_counter() - t
@@ -220,10 +236,7 @@ def analyze(
     t = time.perf_counter()
     days = _partials.record_days(records_dir)
     if days and window is not None:
-        newest = pl.concat([day.frame for day in days]).select(pl.col("timestamp").max()).collect().item()
-        if newest is not None:
-            # a filtered day is not what its identity names: not cached
-            days = [_partials.Day(day.frame.filter(pl.col("timestamp") > newest - window)) for day in days]
+        days = _in_window(days, [parts[0].parent.name for parts in _io.record_day_parts(records_dir)], window)
     # day partition by day partition: memory bounded by a day of records, not the period
     aggregator = findings.PolarsAggregator(days, cache=cache) if days else None
     all_findings, spots = findings_and_hotspots(aggregator, connectors, domains, clouds=clouds, tables=tables,
@@ -234,6 +247,28 @@ def analyze(
     timings["findings"] = time.perf_counter() - t
     return Analysis(records_dir, all_findings, spots, usage, totals, rejects, [str(p) for p in configs],
                     [str(p) for p in logs], timings, count, state, run_key, cache)
+
+
+def _in_window(days: list[_partials.Day], names: list[str], window: dt.timedelta) -> list[_partials.Day]:
+    """The `days` (partitions `names`) limited to the records in `window` before the newest. A
+    day wholly inside is kept as it is, so its partials stay cached (`analyzer._partials`);
+    the others are filtered, and a filtered day is not what its identity names."""
+    starts = []
+    for name in names:
+        try:
+            starts.append(dt.datetime.fromisoformat(name.removeprefix("date=")).replace(tzinfo=dt.timezone.utc))
+        except ValueError:  # the partition of records without a timestamp
+            starts.append(None)
+    dated = [day for day, start in zip(days, starts) if start is not None]
+    # a record's partition is its UTC day: the newest record is in the last dated partition
+    frames = [dated[-1].frame] if dated else [day.frame for day in days]
+    newest = pl.concat(frames).select(pl.col("timestamp").max()).collect().item()
+    if newest is None:
+        return days
+    cutoff = newest - window
+    return [day if start is not None and start > cutoff
+            else _partials.Day(day.frame.filter(pl.col("timestamp") > cutoff))
+            for day, start in zip(days, starts)]
 
 
 def findings_and_hotspots(
@@ -275,11 +310,15 @@ class RecordWriter:
     day, and each part's hashes and batch numbers are kept beside it (12 bytes a record) until
     then. Memory is bounded by `flush_rows` records and a batch while writing, and by one day's
     hashes while de-duplicating.
+
+    With `keep_keys` (scheduled runs), the hashes of the records kept stay under `keys` after
+    `finish`, so a later run can add to the same parts (`resume`): it then writes and
+    de-duplicates only the days its new records fall on, against the parts already there.
     """
 
     def __init__(self, attributor: attribution.Attributor, root: Path, keys: Path, *,
                  since: dt.datetime | None = None, until: dt.datetime | None = None,
-                 flush_rows: int = 200_000, fingerprint: str = "") -> None:
+                 flush_rows: int = 200_000, fingerprint: str = "", keep_keys: bool = False) -> None:
         self.attributor = attributor
         # stamped into every part (`_metadata`), so a later run can reuse the parts
         self.fingerprint = fingerprint
@@ -294,6 +333,19 @@ class RecordWriter:
         self._parts = 0
         self._waiting: dict[str, list[tuple[int, pl.DataFrame]]] = {}  # day -> (batch number, its rows)
         self._waiting_rows = 0
+        self.keep_keys = keep_keys
+        self.day_files: dict[str, set[str]] = {}  # day -> the source files of the records written to it
+        self.days_with_copies: set[str] = set()  # days `finish` removed copies from
+
+    def resume(self, next_batch: int, next_part: int) -> None:
+        """Continue parts already under `root` and `keys`: new batches and parts are numbered
+        after theirs, so the records already there come first in input order."""
+        self._next, self._parts = next_batch, next_part
+
+    @property
+    def next_numbers(self) -> tuple[int, int]:
+        """(next batch number, next part number): what a later run `resume`s from."""
+        return self._next, self._parts
 
     def reserve(self) -> int:
         """A batch number after every one handed out (for batches not numbered by a reader)."""
@@ -323,6 +375,8 @@ class RecordWriter:
             for (day,), rows in days.items():
                 self._waiting.setdefault(_day_name(day), []).append((index, rows.drop("_day")))
                 self._waiting_rows += rows.height
+                self.day_files.setdefault(_day_name(day), set()).update(
+                    rows.get_column("source_file").unique().drop_nulls().to_list())
             self.rows += attributed.height
             while self._waiting_rows >= self.flush_rows:
                 ready.append(self._take(max(self._waiting, key=self._day_rows)))
@@ -352,13 +406,44 @@ class RecordWriter:
         hashes = self.keys / day / f"{name}.npz"
         hashes.parent.mkdir(parents=True, exist_ok=True)
         batches = np.concatenate([np.full(rows.height, index, dtype=np.int32) for index, rows in chunks])
-        # the Parquet inputs of the rows (code into `inputs`, -1: the row's source_file is its input)
+        # the Parquet inputs of the rows (code into `inputs`, -1: the row's source_file is its
+        # input; no codes at all when that holds for every row, as it does for all but Parquet)
         origin = frame.get_column(readers.INPUT)
         inputs = origin.drop_nulls().unique(maintain_order=True)
-        codes = origin.replace_strict(inputs, pl.int_range(inputs.len(), eager=True), default=-1,
-                                      return_dtype=pl.Int32)
-        np.savez(hashes, key=frame.get_column("_key").to_numpy(), batch=batches, input=codes.to_numpy(),
+        codes = (origin.replace_strict(inputs, pl.int_range(inputs.len(), eager=True), default=-1,
+                                       return_dtype=pl.Int32).to_numpy() if inputs.len() else np.empty(0, np.int32))
+        np.savez(hashes, key=frame.get_column("_key").to_numpy(), batch=batches, input=codes,
                  inputs=np.array(inputs.to_list(), dtype=str))
+
+    def _replace(self, target: Path, hashes: Path, kept: pl.DataFrame, mask: np.ndarray) -> None:
+        """Replace a part by its `kept` rows (and its hashes by theirs, `mask`), or remove both
+        when none is left. Through new files: a part may be a hard link of an earlier run's."""
+        if not kept.height:
+            target.unlink()
+            hashes.unlink()
+            return
+        number = int(target.stem.removeprefix("part-"))
+        tmp = target.with_suffix(".tmp")
+        kept.write_parquet(tmp, metadata=self._metadata(target.parent.name.removeprefix("date="), number),
+                           **_PARQUET)
+        os.replace(tmp, target)
+        if self.keep_keys:
+            with np.load(hashes) as part:
+                arrays = {k: (part[k] if k == "inputs" or not part[k].size else part[k][mask]) for k in part.files}
+            tmp = hashes.with_name(hashes.stem + ".tmp.npz")
+            np.savez(tmp, **arrays)
+            os.replace(tmp, hashes)
+
+    def drop_files(self, files: set[str], days: Iterable[str]) -> None:
+        """Remove the records of the source `files` (changed since an earlier run wrote them)
+        from the parts of `days`."""
+        for day in days:
+            for target in sorted((self.root / f"date={day}").glob("*.parquet")):
+                frame = pl.read_parquet(target)
+                mask = ~frame.get_column("source_file").is_in(list(files))
+                if mask.all():
+                    continue
+                self._replace(target, self.keys / day / f"{target.stem}.npz", frame.filter(mask), mask.to_numpy())
 
     def finish(self) -> dict[str, int]:
         """Write what is still waiting, then remove every record's later copies, day by day;
@@ -371,6 +456,8 @@ class RecordWriter:
         if not self.keys.exists():
             return removed
         for day in sorted(d for d in self.keys.iterdir() if d.is_dir()):
+            if day.name not in self.day_files:  # no new records (parts kept from an earlier run)
+                continue
             names = sorted(day.glob("*.npz"))
             loaded = []
             for name in names:
@@ -399,6 +486,8 @@ class RecordWriter:
                 mask = pl.Series(fresh)
                 with np.load(name) as part:
                     codes, inputs = part["input"], part["inputs"]
+                if not codes.size:
+                    codes = np.full(size, -1, dtype=np.int32)
                 gone = ~fresh
                 for code, n in zip(*np.unique(codes[gone & (codes >= 0)], return_counts=True)):
                     removed[str(inputs[code])] = removed.get(str(inputs[code]), 0) + int(n)
@@ -406,13 +495,10 @@ class RecordWriter:
                 for file, n in copies.group_by("source_file").len().iter_rows():
                     removed[file] = removed.get(file, 0) + n
                 self.rows -= int((~fresh).sum())
-                kept = frame.filter(mask)
-                if kept.height:
-                    number = int(name.stem.removeprefix("part-"))
-                    kept.write_parquet(target, metadata=self._metadata(day.name, number), **_PARQUET)
-                else:
-                    target.unlink()
-        shutil.rmtree(self.keys, ignore_errors=True)
+                self.days_with_copies.add(day.name)
+                self._replace(target, name, frame.filter(mask), fresh)
+        if not self.keep_keys:
+            shutil.rmtree(self.keys, ignore_errors=True)
         return removed
 
 
@@ -480,19 +566,79 @@ def link_parts(parts: Sequence[Part], root: Path) -> list[readers.FileReport]:
     (instant, no space) where the file system allows, copies otherwise. Returns a report per
     part as the Parquet reader would."""
     for part in parts:
-        target = root / f"date={part.day}" / f"part-{part.number:08d}.parquet"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(part.path, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
-                raise
-            shutil.copyfile(part.path, target)
+        _link(part.path, root / f"date={part.day}" / f"part-{part.number:08d}.parquet")
     return [readers.FileReport(str(p.path), "parquet", encoding="parquet", rows_read=p.rows, rows_kept=p.rows,
                                notes=[_REUSED]) for p in parts]
 
 
 _REUSED = "records of an earlier run with the same attribution: reused as they are"
+
+
+def _link(source: Path, target: Path) -> None:
+    """`target` as a hard link of `source` (instant, no space), or a copy where the file system
+    refuses links (another device, no permission)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES):
+            raise
+        shutil.copyfile(source, target)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Every file under `source` linked (or copied) to the same place under `target`."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            _link(path, target / path.relative_to(source))
+
+
+def _resume(state: State, writer: RecordWriter, sources: dict[str, str], options: Options
+            ) -> tuple[dict[str, Any], set[str]] | None:
+    """Start `writer` from the state's records generation: its parts and hashes linked into
+    place, the records of changed files (`sources`: the state's records files -> the source
+    file they hold) removed. Returns the generation's meta and the changed files' names, or
+    None when every record must be attributed again: no generation, another attribution, a
+    time filter, or a changed file on a day where copies were removed (its records may have
+    stood for copies in other files, now gone)."""
+    found = state.generation()
+    if found is None or options.since is not None or options.until is not None:
+        return None
+    folder, meta = found
+    if meta.get("fingerprint") != writer.fingerprint:
+        return None
+    gone = {source for name, source in meta["files"].items() if name not in sources}
+    touched = [day for day, info in meta["days"].items() if gone & set(info["files"])]
+    if any(meta["days"][day]["copies"] for day in touched):
+        return None
+    _link_tree(folder / "records", writer.root)
+    _link_tree(folder / "keys", writer.keys)
+    writer.resume(meta["next_batch"], meta["next_part"])
+    writer.drop_files(gone, touched)
+    return meta, gone
+
+
+def _save_generation(folder: Path, writer: RecordWriter, sources: dict[str, str],
+                     resumed: tuple[dict[str, Any], set[str]] | None, removed: dict[str, int]) -> dict[str, int]:
+    """Keep the run's records (linked) and their hashes as the generation in `folder`, with its
+    meta.json; returns the copies removed per source file over every run the records hold."""
+    meta, gone = resumed if resumed is not None else ({"days": {}, "duplicates": {}}, set())
+    days = {day: {"files": sorted(set(info["files"]) - gone), "copies": info["copies"]}
+            for day, info in meta["days"].items()}
+    for day, files in writer.day_files.items():
+        entry = days.setdefault(day, {"files": [], "copies": False})
+        entry["files"] = sorted(set(entry["files"]) | files)
+    for day in writer.days_with_copies:
+        days[day]["copies"] = True
+    duplicates = {source: n for source, n in meta["duplicates"].items() if source not in gone}
+    for source, n in removed.items():
+        duplicates[source] = duplicates.get(source, 0) + n
+    _link_tree(writer.root, folder / "records")
+    next_batch, next_part = writer.next_numbers
+    doc = {"fingerprint": writer.fingerprint, "files": sources, "next_batch": next_batch, "next_part": next_part,
+           "days": days, "duplicates": duplicates}
+    (folder / "meta.json").write_text(json.dumps(doc), encoding="utf-8")
+    return duplicates
 
 
 def _day_name(day: dt.date | None) -> str:

@@ -8,6 +8,13 @@ new or changed ones, and analyses the union of every file ever ingested (a rotat
 its records). The manifest is replaced atomically after the outputs are published, so a run that
 dies half-way leaves the previous state and outputs as they were, and the next run redoes the
 work; records files the manifest does not name are leftovers of such a run and are removed.
+
+The manifest also names the current ``records/<generation>/``: the attributed, de-duplicated
+records of the last run (``records/``, the parts the output holds as well, hard-linked where
+the file system allows), the de-duplication hashes of their rows (``keys/``) and ``meta.json``
+(the attribution fingerprint, the files they hold, per day the source files and whether copies
+were removed, the next batch and part numbers). A later run with the same attribution adds only
+its new records to them (`analyses.analyze`) instead of attributing every record again.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,6 +82,8 @@ class State:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.entries: dict[str, Entry] = {}
         self.last_run: str | None = None
+        self.records: str | None = None  # the current generation under records/
+        self._pending: str | None = None  # this run's, once `new_generation` made it
         manifest = self.dir / "manifest.json"
         if manifest.exists():
             try:
@@ -81,6 +92,7 @@ class State:
                     raise ValueError(f"version {doc.get('version')!r}")
                 self.entries = {e["path"]: Entry(**e) for e in doc["files"]}
                 self.last_run = doc.get("last_run")
+                self.records = doc.get("records")
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigError("unreadable state directory", expected=f"a manifest.json of version {_VERSION}",
                                   got=str(exc), where=str(manifest),
@@ -147,9 +159,31 @@ class State:
             h.update(f"{key}\0{entry.sha256}\n".encode())
         return h.hexdigest()
 
+    def generation(self) -> tuple[Path, dict[str, Any]] | None:
+        """The current records generation: its folder and meta.json (None: none, or unreadable,
+        which costs a full run, never a wrong one)."""
+        if not self.records:
+            return None
+        folder = self.dir / "records" / self.records
+        try:
+            return folder, json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def new_generation(self) -> Path:
+        """A fresh folder for this run's records generation; current once `commit` names it."""
+        name = uuid.uuid4().hex[:16]
+        folder = self.dir / "records" / name
+        folder.mkdir(parents=True)
+        self._pending = name
+        return folder
+
     def commit(self, run_key: str) -> None:
-        """Atomically replace the manifest, then remove records files it no longer names."""
-        doc = {"version": _VERSION, "last_run": run_key, "files": [asdict(e) for _, e in sorted(self.entries.items())]}
+        """Atomically replace the manifest (naming the generation `new_generation` made, if
+        any), then remove records files and generations it no longer names."""
+        self.records = self._pending or self.records
+        doc = {"version": _VERSION, "last_run": run_key, "records": self.records,
+               "files": [asdict(e) for _, e in sorted(self.entries.items())]}
         tmp = self.dir / "manifest.json.tmp"
         tmp.write_text(json.dumps(doc, indent=1), encoding="utf-8")
         os.replace(tmp, self.dir / "manifest.json")
@@ -158,3 +192,8 @@ class State:
         for path in self.files_dir.iterdir():
             if path.name not in named:
                 path.unlink(missing_ok=True)
+        generations = self.dir / "records"
+        if generations.is_dir():
+            for folder in generations.iterdir():
+                if folder.name != self.records:
+                    shutil.rmtree(folder, ignore_errors=True)

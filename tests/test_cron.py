@@ -156,3 +156,112 @@ def test_parquet_inputs_are_refused_with_state(setup, tmp_path: Path) -> None:
     result = _run(tmp_path / "plain" / "records", state, out)
     assert result.exit_code == 2
     assert "Parquet inputs with --state: expected exports and logs" in result.output
+
+
+# ---------------------------------------------------------------- incremental: records kept in the state
+
+
+@pytest.fixture()
+def attributed(monkeypatch) -> list[int]:
+    """Rows attributed, run by run (each call of `_counted_run` starts a new count)."""
+    from analyzer import attribution
+
+    counts: list[int] = []
+    original = attribution.Attributor.attribute
+
+    def counting(self, records):
+        counts[-1] += records.height
+        return original(self, records)
+
+    monkeypatch.setattr(attribution.Attributor, "attribute", counting)
+    return counts
+
+
+def _counted_run(counts: list[int], inputs: Path, state: Path, out: Path, *extra: str) -> int:
+    counts.append(0)
+    result = _run(inputs, state, out, *extra)
+    assert result.exit_code == 0, result.output
+    return counts[-1]
+
+
+def _outputs(out: Path) -> tuple[list, dict, list]:
+    records = _records(out).drop("date").sort("source_file", "source_line").rows()
+    totals = {Path(f["source_file"]).name: (f["rows_read"], f["rows_kept"], f["duplicates"])
+              for f in _summary(out)["inputs"]}
+    found = [(f["kind"], f["subject"], f["count"]) for f in json.loads((out / "findings.json").read_text())]
+    return records, totals, found
+
+
+def _copies(path: Path, source: Path, rows: int) -> None:
+    """An overlapping export: the first `rows` records of `source` again."""
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:rows + 1]), encoding="utf-8")
+
+
+def test_later_runs_attribute_only_new_and_changed_files_and_equal_a_full_run(setup, attributed, tmp_path) -> None:
+    inputs, state, out = setup
+    assert _counted_run(attributed, inputs, state, out) == 5
+    _trace(inputs / "day2.csv", 11, 3, "d2")
+    assert _counted_run(attributed, inputs, state, out) == 3  # day1's records are kept as they are
+    _copies(inputs / "overlap.csv", inputs / "day2.csv", 2)  # two copies of day2 records
+    assert _counted_run(attributed, inputs, state, out) == 2
+    _trace(inputs / "day3.csv", 12, 4, "d3")
+    _trace(inputs / "day1.csv", 10, 6, "d1")  # grew by one row
+    assert _counted_run(attributed, inputs, state, out) == 4 + 6
+    incremental = _outputs(out)
+    assert incremental[1]["overlap.csv"] == (2, 2, 2)
+    assert len(incremental[0]) == 6 + 3 + 4
+    # the same inputs in one run from an empty state
+    fresh_out = tmp_path / "fresh"
+    assert _counted_run(attributed, inputs, tmp_path / "fresh-state", fresh_out) == 6 + 3 + 2 + 4
+    assert _outputs(fresh_out) == incremental
+
+
+def test_a_changed_file_whose_records_stood_for_copies_is_attributed_with_everything_again(
+        setup, attributed, tmp_path) -> None:
+    inputs, state, out = setup
+    _copies(inputs / "copy.csv", inputs / "day1.csv", 3)  # copy.csv's three records are day1's
+    _trace(inputs / "day2.csv", 11, 3, "d2")
+    assert _counted_run(attributed, inputs, state, out) == 5 + 3 + 3
+    # day1.csv changes: its old records stood for copy.csv's, removed as copies on that day
+    _trace(inputs / "day1.csv", 10, 2, "d1")
+    assert _counted_run(attributed, inputs, state, out) == 2 + 3 + 3
+    fresh_out = tmp_path / "fresh"
+    _counted_run(attributed, inputs, tmp_path / "fresh-state", fresh_out)
+    assert _outputs(fresh_out) == _outputs(out)
+    assert len(_outputs(out)[0]) == 3 + 3  # d1-0..2 (once) and day2's three
+
+
+def test_other_attribution_attributes_everything_again(setup, attributed) -> None:
+    inputs, state, out = setup
+    _trace(inputs / "day2.csv", 11, 3, "d2")
+    assert _counted_run(attributed, inputs, state, out) == 8
+    assert _counted_run(attributed, inputs, state, out, "--internal", "192.0.2.0/24") == 8
+    assert (_records(out)["ip_class"] == "private").all()
+
+
+def test_unchanged_days_are_read_back_from_the_partials_cache(setup) -> None:
+    inputs, state, out = setup
+    assert _run(inputs, state, out).exit_code == 0
+    assert _summary(out)["partials_cache"]["hits"] == 0
+    _trace(inputs / "day2.csv", 11, 3, "d2")  # a new day; day 10 is unchanged and in the window
+    assert _run(inputs, state, out).exit_code == 0
+    assert _summary(out)["partials_cache"]["hits"] > 0
+    assert len(list((state / "records").iterdir())) == 1  # the earlier generation is gone
+
+
+def test_days_wholly_inside_the_window_keep_their_identity() -> None:
+    import datetime as dt
+
+    from analyzer import _partials, analyses
+
+    def day(*stamps: dt.datetime) -> _partials.Day:
+        frame = pl.LazyFrame({"timestamp": list(stamps)}, schema={"timestamp": pl.Datetime("us", "UTC")})
+        return _partials.Day(frame, identity=f"id-{len(stamps)}-{stamps[0].day}")
+
+    at = lambda d, h: dt.datetime(2026, 11, d, h, tzinfo=dt.timezone.utc)  # noqa: E731
+    days = [day(at(8, 1), at(8, 23)), day(at(9, 5), at(9, 20)), day(at(10, 1), at(10, 12))]
+    kept = analyses._in_window(days, ["date=2026-11-08", "date=2026-11-09", "date=2026-11-10"],
+                               dt.timedelta(days=1, hours=6))  # from 2026-11-09 06:00 on
+    assert [d.identity for d in kept] == [None, None, "id-2-10"]
+    assert [d.frame.collect().height for d in kept] == [0, 1, 2]
