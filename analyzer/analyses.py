@@ -599,13 +599,13 @@ def _resume(state: State, writer: RecordWriter, sources: dict[str, str], options
     place, the records of changed files (`sources`: the state's records files -> the source
     file they hold) removed. Returns the generation's meta and the changed files' names, or
     None when every record must be attributed again: no generation, another attribution, a
-    time filter, or a changed file on a day where copies were removed (its records may have
-    stood for copies in other files, now gone)."""
+    time filter (now or when the generation was written), or a changed file on a day where
+    copies were removed (its records may have stood for copies in other files, now gone)."""
     found = state.generation()
     if found is None or options.since is not None or options.until is not None:
         return None
     folder, meta = found
-    if meta.get("fingerprint") != writer.fingerprint:
+    if meta.get("fingerprint") != writer.fingerprint or meta.get("filtered", True):
         return None
     gone = {source for name, source in meta["files"].items() if name not in sources}
     touched = [day for day, info in meta["days"].items() if gone & set(info["files"])]
@@ -635,8 +635,8 @@ def _save_generation(folder: Path, writer: RecordWriter, sources: dict[str, str]
         duplicates[source] = duplicates.get(source, 0) + n
     _link_tree(writer.root, folder / "records")
     next_batch, next_part = writer.next_numbers
-    doc = {"fingerprint": writer.fingerprint, "files": sources, "next_batch": next_batch, "next_part": next_part,
-           "days": days, "duplicates": duplicates}
+    doc = {"fingerprint": writer.fingerprint, "filtered": writer.since is not None or writer.until is not None,
+           "files": sources, "next_batch": next_batch, "next_part": next_part, "days": days, "duplicates": duplicates}
     (folder / "meta.json").write_text(json.dumps(doc), encoding="utf-8")
     return duplicates
 

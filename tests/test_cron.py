@@ -265,3 +265,12 @@ def test_days_wholly_inside_the_window_keep_their_identity() -> None:
                                dt.timedelta(days=1, hours=6))  # from 2026-11-09 06:00 on
     assert [d.identity for d in kept] == [None, None, "id-2-10"]
     assert [d.frame.collect().height for d in kept] == [0, 1, 2]
+
+
+def test_records_kept_from_a_run_with_since_are_not_taken_for_all(setup, attributed) -> None:
+    inputs, state, out = setup
+    _trace(inputs / "day2.csv", 11, 3, "d2")
+    assert _counted_run(attributed, inputs, state, out, "--since", "2026-11-11") == 3
+    assert _records(out).height == 3
+    assert _counted_run(attributed, inputs, state, out) == 8  # day1's records were never kept
+    assert _records(out).height == 8
