@@ -225,9 +225,10 @@ def analyze(
     dupes = writer.finish()
     if state is not None:
         dupes = _save_generation(generation, writer, sources, resumed, dupes)
+        # the writer counted this run's records only; the parts kept from earlier runs count too
         count = sum(pl.scan_parquet(parts).select(pl.len()).collect().item()
                     for parts in _io.record_day_parts(records_dir))
-    if state is None:
+    else:
         count = writer.rows
     totals = totals.with_columns(
         pl.col("source_file").replace_strict(dupes, default=0, return_dtype=pl.Int64).alias("duplicates"))
