@@ -274,3 +274,17 @@ def test_records_kept_from_a_run_with_since_are_not_taken_for_all(setup, attribu
     assert _records(out).height == 3
     assert _counted_run(attributed, inputs, state, out) == 8  # day1's records were never kept
     assert _records(out).height == 8
+
+
+def test_new_parts_never_overwrite_kept_ones(setup) -> None:
+    # a meta.json that undercounts its parts (damaged, or hand-edited) must not make a new part
+    # take a kept part's name: the kept part is a hard link of the last run's output
+    inputs, state, out = setup
+    assert _run(inputs, state, out).exit_code == 0
+    (meta_path,) = (state / "records").glob("*/meta.json")
+    meta = json.loads(meta_path.read_text())
+    meta["next_part"] = 0
+    meta_path.write_text(json.dumps(meta))
+    _trace(inputs / "day2.csv", 10, 3, "d2")  # the same day as day1.csv's records
+    assert _run(inputs, state, out).exit_code == 0
+    assert _records(out).height == 8
