@@ -36,6 +36,8 @@ from analyzer.errors import ConfigError
 __all__ = ["Entry", "State", "digest", "fingerprint"]
 
 _VERSION = 1
+# what a generation's meta.json must hold to be resumed from (written by `analyses`)
+_GENERATION_KEYS = {"fingerprint", "filtered", "files", "next_batch", "next_part", "days", "duplicates"}
 _HASH_BLOCK = 1 << 20
 
 
@@ -166,9 +168,12 @@ class State:
             return None
         folder = self.dir / "records" / self.records
         try:
-            return folder, json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if not isinstance(meta, dict) or not _GENERATION_KEYS <= meta.keys():
+            return None
+        return folder, meta
 
     def new_generation(self) -> Path:
         """A fresh folder for this run's records generation; current once `commit` names it."""

@@ -288,3 +288,14 @@ def test_new_parts_never_overwrite_kept_ones(setup) -> None:
     _trace(inputs / "day2.csv", 10, 3, "d2")  # the same day as day1.csv's records
     assert _run(inputs, state, out).exit_code == 0
     assert _records(out).height == 8
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"fingerprint": "x"}'])
+def test_a_damaged_generation_costs_a_full_run_not_the_records(setup, attributed, damage) -> None:
+    inputs, state, out = setup
+    assert _counted_run(attributed, inputs, state, out) == 5
+    (meta_path,) = (state / "records").glob("*/meta.json")
+    meta_path.write_text(damage)
+    _trace(inputs / "day2.csv", 11, 3, "d2")
+    assert _counted_run(attributed, inputs, state, out) == 8
+    assert _records(out).height == 8
