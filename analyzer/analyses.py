@@ -608,6 +608,11 @@ def _resume(state: State, writer: RecordWriter, sources: dict[str, str], options
     folder, meta = found
     if meta.get("fingerprint") != writer.fingerprint or meta.get("filtered", True):
         return None
+    parts = sorted((p.parent.name.removeprefix("date="), p.stem)
+                   for p in (folder / "records").glob("*/part-*.parquet"))
+    hashes = sorted((p.parent.name, p.stem) for p in (folder / "keys").glob("*/part-*.npz"))
+    if len(parts) != meta["parts"] or parts != hashes:
+        return None  # parts or hashes missing (removed by hand?): not what meta.json describes
     gone = {source for name, source in meta["files"].items() if name not in sources}
     touched = [day for day, info in meta["days"].items() if gone & set(info["files"])]
     if any(meta["days"][day]["copies"] for day in touched):
@@ -639,7 +644,8 @@ def _save_generation(folder: Path, writer: RecordWriter, sources: dict[str, str]
     _link_tree(writer.root, folder / "records")
     next_batch, next_part = writer.next_numbers
     doc = {"fingerprint": writer.fingerprint, "filtered": writer.since is not None or writer.until is not None,
-           "files": sources, "next_batch": next_batch, "next_part": next_part, "days": days, "duplicates": duplicates}
+           "files": sources, "next_batch": next_batch, "next_part": next_part, "days": days, "duplicates": duplicates,
+           "parts": sum(1 for _ in (folder / "records").glob("*/part-*.parquet"))}
     (folder / "meta.json").write_text(json.dumps(doc), encoding="utf-8")
     return duplicates
 

@@ -37,7 +37,7 @@ __all__ = ["Entry", "State", "digest", "fingerprint"]
 
 _VERSION = 1
 # what a generation's meta.json must hold to be resumed from (written by `analyses`)
-_GENERATION_KEYS = {"fingerprint", "filtered", "files", "next_batch", "next_part", "days", "duplicates"}
+_GENERATION_KEYS = {"fingerprint", "filtered", "files", "next_batch", "next_part", "days", "duplicates", "parts"}
 _HASH_BLOCK = 1 << 20
 
 

@@ -299,3 +299,14 @@ def test_a_damaged_generation_costs_a_full_run_not_the_records(setup, attributed
     _trace(inputs / "day2.csv", 11, 3, "d2")
     assert _counted_run(attributed, inputs, state, out) == 8
     assert _records(out).height == 8
+
+
+@pytest.mark.parametrize("remove", ["records", "keys"])
+def test_a_generation_missing_files_costs_a_full_run_not_the_records(setup, attributed, remove) -> None:
+    inputs, state, out = setup
+    assert _counted_run(attributed, inputs, state, out) == 5
+    (part,) = (state / "records").glob(f"*/{remove}/*/part-*")
+    part.unlink()
+    _trace(inputs / "day2.csv", 11, 3, "d2")
+    assert _counted_run(attributed, inputs, state, out) == 8
+    assert _records(out).height == 8
