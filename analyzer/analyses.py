@@ -226,8 +226,9 @@ def analyze(
     if state is not None:
         dupes = _save_generation(generation, writer, sources, resumed, dupes)
         # the writer counted this run's records only; the parts kept from earlier runs count too
-        count = sum(pl.scan_parquet(parts).select(pl.len()).collect().item()
-                    for parts in _io.record_day_parts(records_dir))
+        # (their footers, remembered for the day identities read next)
+        count = sum(_partials.part_stamps(part)[1] for parts in _io.record_day_parts(records_dir)
+                    for part in parts)
     else:
         count = writer.rows
     totals = totals.with_columns(
