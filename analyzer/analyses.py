@@ -464,20 +464,20 @@ class RecordWriter:
             loaded = []
             for name in names:
                 with np.load(name) as part:
-                    loaded.append((part["key"], part["batch"]))
-            hashes = np.concatenate([key for key, _ in loaded])
+                    loaded.append((part["key"], part["batch"], part["input"], part["inputs"]))
+            hashes = np.concatenate([key for key, *_ in loaded])
             # Most days hold no copies at all, which a count of distinct hashes tells at a
             # seventh of the cost of finding the first of each.
             if pl.Series(hashes).n_unique() == len(hashes):
                 continue
-            batches = np.concatenate([batch for _, batch in loaded])
+            batches = np.concatenate([batch for _, batch, *_ in loaded])
             # A batch's rows of a day sit together in one part, in input order: sorting stably
             # by batch number gives the day's records in input order.
             order = np.argsort(batches, kind="stable")
             first = np.empty(len(hashes), dtype=bool)
             first[order] = pl.Series(hashes[order]).is_first_distinct().to_numpy()
             offset = 0
-            for name, (key, _) in zip(names, loaded):
+            for name, (key, _, codes, inputs) in zip(names, loaded):
                 size = len(key)
                 fresh = first[offset:offset + size]
                 offset += size
@@ -486,8 +486,6 @@ class RecordWriter:
                 target = self.root / f"date={day.name}" / f"{name.stem}.parquet"
                 frame = pl.read_parquet(target)
                 mask = pl.Series(fresh)
-                with np.load(name) as part:
-                    codes, inputs = part["input"], part["inputs"]
                 if not codes.size:
                     codes = np.full(size, -1, dtype=np.int32)
                 gone = ~fresh
