@@ -619,7 +619,7 @@ def _resume(state: State, writer: RecordWriter, sources: dict[str, str], options
     _link_tree(folder / "records", writer.root)
     _link_tree(folder / "keys", writer.keys)
     # new parts must never take a linked part's name: writing it would change the kept one
-    numbers = [int(p.stem.removeprefix("part-")) for p in writer.root.glob("*/part-*.parquet")]
+    numbers = [int(stem.removeprefix("part-")) for _, stem in parts]
     writer.resume(meta["next_batch"], max([meta["next_part"], *(n + 1 for n in numbers)]))
     writer.drop_files(gone, touched)
     return meta, gone
