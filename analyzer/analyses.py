@@ -173,8 +173,9 @@ def analyze(
     attributor = attribution.Attributor.build(connectors, domains, ip_tables=tables, options=options.attribution)
     fingerprint = attribution_fingerprint(connectors, domains, ip_tables, options.attribution)
     records_dir = staging / "records"
-    writer = RecordWriter(attributor, records_dir, staging / "keys", since=options.since, until=options.until,
-                          fingerprint=fingerprint)
+    if state is None:  # a scheduled run's writer keeps its hashes in the state (below)
+        writer = RecordWriter(attributor, records_dir, staging / "keys", since=options.since, until=options.until,
+                              fingerprint=fingerprint)
 
     t = time.perf_counter()
     run_key = None
