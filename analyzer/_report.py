@@ -270,9 +270,9 @@ def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None
         return [rows.select(subject, pl.col(column).hash(seed=7).alias("_v")).unique()
                 for column in ("message_key", "sender")]
 
-    def compute(day: pl.LazyFrame) -> list[pl.DataFrame]:
-        # the same results from one read of the day, the subject hashed once
-        rows = day.filter(pl.col("subject").is_not_null()).select(
+    def compute(records: pl.LazyFrame) -> list[pl.DataFrame]:
+        # the same pairs from one read of a slice of the day, the subject hashed once
+        rows = records.filter(pl.col("subject").is_not_null()).select(
             subject, pl.col("message_key").hash(seed=7).alias("_m"), pl.col("sender").hash(seed=7).alias("_v"),
         ).collect(engine="streaming").lazy()
         return pl.collect_all([rows.select("_s", pl.col("_m").alias("_v")).unique(),

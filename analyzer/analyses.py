@@ -270,7 +270,7 @@ def _in_window(days: list[_partials.Day], names: list[str], window: dt.timedelta
         return days
     cutoff = newest - window
     return [day if start is not None and start > cutoff
-            else _partials.Day(day.frame.filter(pl.col("timestamp") > cutoff))
+            else day.filter(pl.col("timestamp") > cutoff)
             for day, start in zip(days, starts)]
 
 

@@ -1159,10 +1159,10 @@ def _grouped(
     needed = list(dict.fromkeys([*keys, "timestamp", "message_key", "message_id", *tops, *distinct.values(),
                                  *minimum.values()]))
 
-    def compute(day: pl.LazyFrame) -> list[pl.DataFrame]:
-        # The day's rows are selected once and the queries run over them in memory: each would
-        # otherwise read and filter the day again.
-        selected = rows(day).select(needed).collect(engine="streaming").lazy()
+    def compute(records: pl.LazyFrame) -> list[pl.DataFrame]:
+        # A slice of the day's rows is selected once and the queries run over it in memory: each
+        # would otherwise read and filter it again. Its partial results merge like the days'.
+        selected = rows(records).select(needed).collect(engine="streaming").lazy()
         return pl.collect_all(list(queries_of(selected).values()))
 
     names = list(queries(days[0].frame)) if days else []

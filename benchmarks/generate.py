@@ -11,7 +11,8 @@ Senders come from a tenant-like mix, so attribution and the findings have real w
 servers of the "On-prem Exchange" connector (203.0.113.16/28), 10% from the Fabrikam partner's
 198.51.100.32/28, 5% from the scanners' 203.0.113.200/29 and the rest from 20,000 internet
 hosts. Messages and times continue from one batch to the next, so every message id is one
-message; a 20-million-row file spans about six days.
+message; a 20-million-row file spans about six days (``--per-day`` sets another rate: the issue's
+large tenant has 10 million rows a day).
 """
 
 from __future__ import annotations
@@ -60,14 +61,19 @@ def _sources(msg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.choose(kind, [onprem, partner, scanner, internet]), kind, k
 
 
-def frame(rows: int, seed: int = 7, first_message: int = 0) -> pl.DataFrame:
-    """`rows` extended-report rows as a DataFrame of strings; message ids start at `first_message`."""
+PER_DAY = 3_456_000  # rows a day: a message every 0.4 s, about 16 rows each
+
+
+def frame(rows: int, seed: int = 7, first_message: int = 0, per_day: int = PER_DAY) -> pl.DataFrame:
+    """`rows` extended-report rows as a DataFrame of strings; message ids start at `first_message`,
+    a message every 16 / `per_day` days."""
     rng = np.random.default_rng(seed)
     messages = max(rows // 16, 1)
     msg = first_message + rng.integers(0, messages, rows)
     base = np.datetime64("2026-11-01T00:00:00", "us")
-    # a message every 0.4 s (about 3.5 million rows a day), its events within 5 s
-    ts = base + (msg * 400_000 + rng.integers(0, 5_000_000, rows)).astype("timedelta64[us]")
+    # a message every 0.4 s by default (about 3.5 million rows a day), its events within 5 s
+    interval = 86_400_000_000 * 16 // per_day
+    ts = base + (msg * interval + rng.integers(0, 5_000_000, rows)).astype("timedelta64[us]")
     ev = rng.choice(EVENTS, rows, p=EVENT_P)
     ip, kind, host = _sources(msg)
     # internet senders use outside domains, except 20 hosts that send some mail as contoso.com
@@ -117,13 +123,13 @@ def frame(rows: int, seed: int = 7, first_message: int = 0) -> pl.DataFrame:
     return out
 
 
-def write(path: Path, rows: int, seed: int = 7, batch: int = 2_000_000) -> None:
+def write(path: Path, rows: int, seed: int = 7, batch: int = 2_000_000, per_day: int = PER_DAY) -> None:
     """Write `rows` rows to `path` in batches (bounded memory)."""
     with open(path, "wb") as fh:
         done = 0
         while done < rows:
             n = min(batch, rows - done)
-            frame(n, seed + done, first_message=done // 16).write_csv(fh, include_header=done == 0)
+            frame(n, seed + done, first_message=done // 16, per_day=per_day).write_csv(fh, include_header=done == 0)
             done += n
 
 
@@ -132,8 +138,11 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("rows", type=int)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--per-day", type=int, default=PER_DAY, help="rows a day (default %(default)s)")
     args = parser.parse_args()
-    write(args.out, args.rows, args.seed)
+    if args.per_day < 16:
+        parser.error("--per-day: expected at least 16 (a message is about 16 rows)")
+    write(args.out, args.rows, args.seed, per_day=args.per_day)
 
 
 if __name__ == "__main__":
