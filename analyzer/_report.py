@@ -258,7 +258,8 @@ def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None
     if records is None:
         return []
     # distinct (subject, message) and (subject, sender) pairs day by day (hashed: 8 bytes a
-    # value), then across days: memory bounded by a day of records plus about a pair a message
+    # value), a slice of a day at a time, then across days: memory bounded by a slice of records
+    # plus about a pair a message
     # The subject itself is hashed too (its text can be long): its text is looked up at the
     # end for the few that make the table.
     subject = pl.col("subject").hash(seed=5).alias("_s")

@@ -240,7 +240,8 @@ def analyze(
     days = _partials.record_days(records_dir)
     if days and window is not None:
         days = _in_window(days, [parts[0].parent.name for parts in _io.record_day_parts(records_dir)], window)
-    # day partition by day partition: memory bounded by a day of records, not the period
+    # day partition by day partition (a slice of a day's parts at a time where a rule holds
+    # rows): memory bounded by the day's aggregates, not the period
     aggregator = findings.PolarsAggregator(days, cache=cache) if days else None
     all_findings, spots = findings_and_hotspots(aggregator, connectors, domains, clouds=clouds, tables=tables,
                                                 options=options.findings)

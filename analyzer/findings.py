@@ -140,7 +140,8 @@ def traffic_findings(
 
     `records` is one LazyFrame of attributed records, or several that partition them by UTC day
     (a records/ folder's ``date=`` partitions, `_partials.record_days`): then every rule aggregates a
-    day at a time and merges, and memory stays bounded by a day of records.
+    day at a time and merges, and memory stays bounded by a day's aggregates (a rule that holds
+    rows holds a slice of the day's parts at a time: `_partials.Day.slices`).
 
     `domains` is accepted for symmetry with the configuration rules: the accepted-domain tests
     themselves were applied by attribution (``sender_accepted``, ``recipient_accepted``), so the
@@ -1122,8 +1123,9 @@ def _grouped(
     ``name: column`` of `distinct`, and the minimum of each column of `minimum` (``name:
     column``).
 
-    Each day is aggregated on its own and the partial results merged, so memory is bounded by a
-    day partition plus a row per (group, message) instead of by every row of the period: counts
+    Each day is aggregated on its own, a slice of its parts at a time (`_partials.Day.slices`),
+    and the partial results merged, so memory is bounded by a slice of records plus a row per
+    (group, message) instead of by every row of the period: counts
     and bounds add up; messages, distinct values and sample ids merge as the distinct
     (group, value) pairs of all days (a message's records may span midnight); tops as the per-value
     counts of all days. Message keys are kept as 64-bit hashes (8 bytes a message, not the text).
@@ -1200,7 +1202,8 @@ _MESSAGE_SEED = 0x6D657373
 class PolarsAggregator:
     """`Aggregator` over attributed records given as polars LazyFrames, usually one per day
     partition of a records/ folder: every rule aggregates day by day and merges (`_grouped`),
-    so memory is bounded by a day of records whatever the period."""
+    so memory is bounded by a day's aggregates (and a slice of its records) whatever the
+    period."""
 
     def __init__(self, records: pl.LazyFrame | Day | Sequence[pl.LazyFrame | Day], cache: Cache | None = None) -> None:
         given = [records] if isinstance(records, (pl.LazyFrame, Day)) else list(records)
