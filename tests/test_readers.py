@@ -10,10 +10,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from analyzer import readers
 from analyzer._text import TextSource
 from analyzer.errors import InputError
 from analyzer.readers import SCHEMA, Ingest, detect, ingest, read, unique_batches
@@ -1231,3 +1233,26 @@ def test_copies_in_parquet_inputs_count_against_the_parquet_file(tmp_path):
     counted: dict[str, int] = {}
     assert sum(b.height for b in unique_batches(sorted(result.spool.glob("records-*.parquet")), counted)) == frame.height
     assert counted == {str(second): 10}
+
+
+def test_copies_found_bucket_by_bucket_are_the_copies_found_at_once(tmp_path, monkeypatch):
+    """Finding copies holds a bucket of keys at a time (memory bounded whatever the number of
+    records): any number of buckets removes and counts the same records, first one kept."""
+    sample = Path(__file__).resolve().parent.parent / "sample_logs" / "logs" / "exo"
+    trace = sample / "MessageTrace_2026-11-16_2026-11-19.csv"
+    shutil.copy(trace, tmp_path / "again.csv")
+    inputs = [DATA / "overlap", trace, tmp_path / "again.csv"]
+    once = ingest(inputs, batch_bytes=16384)
+    want = (once.frame.collect(), once.totals(), pl.concat(list(once.batches())))
+    assert once.copies.size > 20 and want[1]["duplicates"].sum() == once.copies.size
+    assert want[1]["duplicates"].to_list()[-1] == want[1]["rows_kept"].to_list()[-1]  # the copy is all copies
+    monkeypatch.setattr(readers, "_KEYS_AT_ONCE", 7)
+    split = ingest(inputs, batch_bytes=16384)
+    assert np.array_equal(split.copies, once.copies)
+    assert_frame_equal(split.frame.collect(), want[0])
+    assert_frame_equal(split.totals(), want[1])
+    assert_frame_equal(pl.concat(list(split.batches())), want[2])
+    counted: dict[str, int] = {}
+    parts = sorted(split.spool.glob("records-*.parquet"))
+    assert_frame_equal(pl.concat(list(unique_batches(parts, counted))), want[2])
+    assert counted == {r["source_file"]: r["duplicates"] for r in want[1].iter_rows(named=True) if r["duplicates"]}

@@ -82,16 +82,19 @@ class FileReport:
 @dataclass
 class Ingest:
     """The outcome of reading a set of inputs: the normalized records, per-file reports and the
-    rejected rows. `frame` is lazy and reads the spool directory, which lives until exit."""
+    rejected rows. `frame` is lazy and reads the spool directory, which lives until exit; it
+    leaves out the `copies` (positions in the spool of records that repeat an earlier one), so
+    it streams in bounded memory, whatever the number of records."""
 
     frame: pl.LazyFrame
     files: list[FileReport]
     spool: Path
+    copies: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """The records batch by batch (one spool part at a time, in input order), duplicates
-        removed as in `frame`: memory stays bounded by a batch plus the keys (8 bytes a record)."""
-        return unique_batches(_parts(self.spool))
+        removed as in `frame`: memory stays bounded by a batch plus the copies' positions."""
+        return unique_batches(_parts(self.spool), copies=self.copies)
 
     def rejects(self) -> pl.LazyFrame:
         """Rejected rows: ``source_file, source_line, reason, raw``."""
@@ -106,11 +109,11 @@ class Ingest:
 
     def _duplicates(self) -> dict[str, int]:
         parts = _parts(self.spool)
-        if not parts:
+        if not parts or not self.copies.size:
             return {}
-        counts = (pl.scan_parquet(parts).select(pl.coalesce(INPUT, "source_file").alias("source_file"), "_key")
-                  .filter(~pl.col("_key").is_first_distinct())
-                  .group_by("source_file").len().collect())
+        counts = (pl.scan_parquet(parts).select(pl.coalesce(INPUT, "source_file").alias("source_file"))
+                  .with_row_index("_row").filter(pl.col("_row").cast(pl.Int64).is_in(pl.Series(self.copies).implode()))
+                  .group_by("source_file").len().collect(engine="streaming"))
         return dict(zip(counts["source_file"].to_list(), counts["len"].to_list()))
 
 
@@ -137,24 +140,57 @@ def totals_frame(files: list[FileReport], duplicates: dict[str, int]) -> pl.Data
     )
 
 
-def unique_batches(parts: list[Path], duplicates: dict[str, int] | None = None) -> Iterator[pl.DataFrame]:
+# Keys looked at together when finding copies: the spool's keys are split into buckets (by the
+# key's value, so a record and its copies share one) of about this many, and each bucket is
+# de-duplicated on its own. Memory is then bounded (about 30 bytes a key, 300 MB) whatever the
+# number of records; each extra bucket costs one more read of the keys.
+_KEYS_AT_ONCE = 10_000_000
+
+
+def _copies_of(parts: list[Path]) -> np.ndarray:
+    """Positions (0-based, in the concatenated rows of the spooled Parquet `parts`) of every
+    record whose `_key` an earlier record already had, sorted."""
+    if not parts:
+        return np.empty(0, dtype=np.int64)
+    rows = sum(pq.read_metadata(part).num_rows for part in parts)
+    buckets = max(1, -(-rows // _KEYS_AT_ONCE))
+    keys = pl.scan_parquet(parts).select("_key").with_row_index("_row")
+    found = []
+    for bucket in range(buckets):
+        subset = keys.filter(pl.col("_key") % buckets == bucket) if buckets > 1 else keys
+        # in row order within the bucket: the first of a key there is its first anywhere
+        found.append(subset.filter(~pl.col("_key").is_first_distinct()).select("_row").collect()
+                     .to_series().to_numpy().astype(np.int64))
+    return np.sort(np.concatenate(found))
+
+
+def _without_copies(frame: pl.LazyFrame, copies: np.ndarray) -> pl.LazyFrame:
+    """`frame` (the spool's rows in order) without the rows at the positions `copies`."""
+    if not copies.size:
+        return frame
+    return (frame.with_row_index("_row").filter(~pl.col("_row").cast(pl.Int64).is_in(pl.Series(copies).implode()))
+            .drop("_row"))
+
+
+def unique_batches(parts: list[Path], duplicates: dict[str, int] | None = None,
+                   copies: np.ndarray | None = None) -> Iterator[pl.DataFrame]:
     """The records of spooled Parquet `parts` (normalized columns plus `_key` and `INPUT`), one
     part at a time, each record's first occurrence only; `_key` and `INPUT` dropped. Duplicates
-    dropped are counted per input file into `duplicates` when given."""
+    dropped are counted per input file into `duplicates` when given. `copies` are the parts'
+    `_copies_of`, when already known."""
     if not parts:
         return
-    # One pass over the keys alone (8 bytes a record) marks each record's first occurrence
-    # across all parts; the parts are then read one at a time and filtered by their slice.
-    first = (pl.scan_parquet(parts).select(pl.col("_key").is_first_distinct())
-             .collect().to_series().to_numpy())
+    copies = _copies_of(parts) if copies is None else copies
     offset = 0
     for part in parts:
         batch = pl.read_parquet(part)
-        fresh = first[offset:offset + batch.height]
+        lo, hi = np.searchsorted(copies, [offset, offset + batch.height])
+        fresh = np.ones(batch.height, dtype=bool)
+        fresh[copies[lo:hi] - offset] = False
         offset += batch.height
         if duplicates is not None and not fresh.all():
-            copies = batch.filter(pl.Series(~fresh)).select(pl.coalesce(INPUT, "source_file"))
-            for name, n in copies.to_series().value_counts().iter_rows():
+            dropped = batch.filter(pl.Series(~fresh)).select(pl.coalesce(INPUT, "source_file"))
+            for name, n in dropped.to_series().value_counts().iter_rows():
                 duplicates[name] = duplicates.get(name, 0) + n
         if fresh.any():
             yield batch.filter(pl.Series(fresh)).drop("_key", INPUT)
@@ -911,13 +947,10 @@ def ingest(
         if on_file is not None:
             on_file(report, len(reports), len(files))
     parts = _parts(spool)
-    if parts:
-        frame = (pl.scan_parquet(parts)
-                 .unique(subset=["_key"], keep="first", maintain_order=True)
-                 .drop("_key", INPUT))
-    else:
-        frame = pl.LazyFrame(schema=SCHEMA)
-    return Ingest(frame, reports, spool)
+    copies = _copies_of(parts)
+    frame = (_without_copies(pl.scan_parquet(parts), copies).drop("_key", INPUT) if parts
+             else pl.LazyFrame(schema=SCHEMA))
+    return Ingest(frame, reports, spool, copies)
 
 
 def read(paths: str | os.PathLike | Iterable[str | os.PathLike], **options) -> pl.LazyFrame:
