@@ -1,8 +1,9 @@
 """How `mailflow analyze` scales: 1, 5 and 20 million generated extended-report records.
 
-    python benchmarks/scale.py [--rows 1000000 5000000 20000000] [--work DIR] [--rounds 1]
+    python benchmarks/scale.py [--rows 1000000 5000000 20000000] [--work DIR] [--rounds 1] [--per-day N]
 
-For each size it generates the CSV once (``benchmarks/generate.py``, kept in ``--work``), then
+For each size it generates the CSV once (``benchmarks/generate.py``, kept in ``--work``; with
+``--per-day``, that many rows a day instead of about 3.5 million: a bigger tenant's day), then
 runs, each in a fresh child process whose peak RSS is its own:
 
 * ``floor (CSV)``: bare polars, ``pl.scan_csv(csv).sink_parquet(out)``: read it and keep it;
@@ -70,10 +71,12 @@ def run(args: list[str], source: Path | None = None) -> tuple[float, int]:
     return wall, int(proc.stderr.strip().splitlines()[-1]) * 1024
 
 
-def measure(rows: int, work: Path, rounds: int) -> dict[str, dict[str, float]]:
-    csv = work / f"extended-{rows}.csv"
+def measure(rows: int, work: Path, rounds: int, per_day: int | None = None) -> dict[str, dict[str, float]]:
+    csv = work / (f"extended-{rows}.csv" if per_day is None else f"extended-{rows}-{per_day}-a-day.csv")
     if not csv.exists():
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate.py"), str(csv), str(rows)], check=True)
+        rate = [] if per_day is None else ["--per-day", str(per_day)]
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "generate.py"), str(csv), str(rows), *rate],
+                       check=True)
     out_csv, out_pq = work / "from-csv", work / "from-parquet"
     records, other = work / "records", work / "floor2.parquet"
     analyze = [sys.executable, "-m", "analyzer", "analyze"]
@@ -122,12 +125,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/mailflow-scale"))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--per-day", type=int, default=None, help="rows a day of the generated CSVs")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     global CACHE
     CACHE = args.work / "cache"
     os.environ["MAILFLOW_CACHE_DIR"] = str(CACHE)  # the children's, not the user's
-    results = {rows: measure(rows, args.work, args.rounds) for rows in args.rows}
+    results = {rows: measure(rows, args.work, args.rounds, args.per_day) for rows in args.rows}
     if args.json:
         args.json.write_text(json.dumps({str(k): v for k, v in results.items()}, indent=1))
     print(table(results))
