@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -82,14 +83,25 @@ class FileReport:
 @dataclass
 class Ingest:
     """The outcome of reading a set of inputs: the normalized records, per-file reports and the
-    rejected rows. `frame` is lazy and reads the spool directory, which lives until exit; it
-    leaves out the `copies` (positions in the spool of records that repeat an earlier one), so
-    it streams in bounded memory, whatever the number of records."""
+    rejected rows, kept in the spool directory, which lives until exit."""
 
-    frame: pl.LazyFrame
     files: list[FileReport]
     spool: Path
-    copies: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+
+    @cached_property
+    def copies(self) -> np.ndarray:
+        """Positions in the spool (input order) of the records that repeat an earlier one: found
+        on first use, a bucket of hashes at a time (`_copies_of`)."""
+        return _copies_of(_parts(self.spool))
+
+    @property
+    def frame(self) -> pl.LazyFrame:
+        """The records, duplicates removed (the first of each kept): lazy over the spool, without
+        the `copies`, so it streams in bounded memory whatever the number of records."""
+        parts = _parts(self.spool)
+        if not parts:
+            return pl.LazyFrame(schema=SCHEMA)
+        return _without_copies(pl.scan_parquet(parts), self.copies).drop("_key", INPUT)
 
     def batches(self) -> Iterator[pl.DataFrame]:
         """The records batch by batch (one spool part at a time, in input order), duplicates
@@ -111,8 +123,9 @@ class Ingest:
         parts = _parts(self.spool)
         if not parts or not self.copies.size:
             return {}
+        copies = pl.Series(self.copies).implode()
         counts = (pl.scan_parquet(parts).select(pl.coalesce(INPUT, "source_file").alias("source_file"))
-                  .with_row_index("_row").filter(pl.col("_row").cast(pl.Int64).is_in(pl.Series(self.copies).implode()))
+                  .with_row_index("_row").filter(pl.col("_row").cast(pl.Int64).is_in(copies))
                   .group_by("source_file").len().collect(engine="streaming"))
         return dict(zip(counts["source_file"].to_list(), counts["len"].to_list()))
 
@@ -173,8 +186,8 @@ def _without_copies(frame: pl.LazyFrame, copies: np.ndarray) -> pl.LazyFrame:
     """`frame` (the spool's rows in order) without the rows at the positions `copies`."""
     if not copies.size:
         return frame
-    return (frame.with_row_index("_row").filter(~pl.col("_row").cast(pl.Int64).is_in(pl.Series(copies).implode()))
-            .drop("_row"))
+    positions = pl.Series(copies).implode()
+    return frame.with_row_index("_row").filter(~pl.col("_row").cast(pl.Int64).is_in(positions)).drop("_row")
 
 
 def unique_batches(parts: list[Path], duplicates: dict[str, int] | None = None,
@@ -951,11 +964,7 @@ def ingest(
         reports.append(report)
         if on_file is not None:
             on_file(report, len(reports), len(files))
-    parts = _parts(spool)
-    copies = _copies_of(parts)
-    frame = (_without_copies(pl.scan_parquet(parts), copies).drop("_key", INPUT) if parts
-             else pl.LazyFrame(schema=SCHEMA))
-    return Ingest(frame, reports, spool, copies)
+    return Ingest(reports, spool)
 
 
 def read(paths: str | os.PathLike | Iterable[str | os.PathLike], **options) -> pl.LazyFrame:
