@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from analyzer import readers
@@ -1256,3 +1258,29 @@ def test_copies_found_bucket_by_bucket_are_the_copies_found_at_once(tmp_path, mo
     parts = sorted(split.spool.glob("records-*.parquet"))
     assert_frame_equal(pl.concat(list(unique_batches(parts, counted))), want[2])
     assert counted == {r["source_file"]: r["duplicates"] for r in want[1].iter_rows(named=True) if r["duplicates"]}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(st.lists(st.integers(0, 40), max_size=30), min_size=1, max_size=6),
+       at_once=st.integers(1, 50))
+def test_copies_of_any_keys_in_any_buckets_are_the_later_repeats(tmp_path_factory, parts, at_once):
+    """`_copies_of` against the plain definition: a record is a copy when an earlier record (in
+    part order, then row order) had its key, whatever the parts and the bucket size."""
+    folder = tmp_path_factory.mktemp("spool")
+    paths = []
+    for n, keys in enumerate(parts):
+        path = folder / f"records-{n:08d}.parquet"
+        pl.DataFrame({"_key": keys}, schema={"_key": pl.UInt64}).write_parquet(path)
+        paths.append(path)
+    seen: set[int] = set()
+    expected = []
+    for position, key in enumerate(k for keys in parts for k in keys):
+        if key in seen:
+            expected.append(position)
+        seen.add(key)
+    original = readers._KEYS_AT_ONCE
+    readers._KEYS_AT_ONCE = at_once
+    try:
+        assert readers._copies_of(paths).tolist() == expected
+    finally:
+        readers._KEYS_AT_ONCE = original
