@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from analyzer import _io
 
 __all__ = ["DAY", "FINGERPRINT", "PART", "RUN", "SLICE_ROWS", "Cache", "Day", "canonical", "collect",
-           "day_identity", "default_cache", "part_stamps", "record_days"]
+           "day_identity", "days_of", "default_cache", "part_stamps", "record_days"]
 
 Build = Callable[[pl.LazyFrame], Sequence[pl.LazyFrame]]
 # The results of a Build's queries computed a faster way, over a slice of a day at a time: each
@@ -139,7 +139,12 @@ def canonical(frame: pl.DataFrame) -> pl.DataFrame:
 def record_days(root: Path | None) -> list[Day]:
     """The day partitions of the records/ folder `root`, each with its identity when its parts
     carry their stamps."""
-    return [Day(pl.scan_parquet(parts), day_identity(parts), _slices(parts)) for parts in _io.record_day_parts(root)]
+    return days_of(_io.record_day_parts(root))
+
+
+def days_of(day_parts: Sequence[Sequence[Path]]) -> list[Day]:
+    """`record_days` of the day partitions' parts already listed (`_io.record_day_parts`)."""
+    return [Day(pl.scan_parquet(parts), day_identity(parts), _slices(parts)) for parts in day_parts]
 
 
 class Cache:

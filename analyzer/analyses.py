@@ -224,12 +224,12 @@ def analyze(
             writer(writer.reserve(), batch)
     # without a state, "records" covers reading too: batches are attributed as they are read
     dupes = writer.finish()
+    day_parts = _io.record_day_parts(records_dir)  # the parts are final from here on
     if state is not None:
         dupes = _save_generation(generation, writer, sources, resumed, dupes)
         # the writer counted this run's records only; the parts kept from earlier runs count too
         # (their footers, remembered for the day identities read next)
-        count = sum(_partials.part_stamps(part)[1] for parts in _io.record_day_parts(records_dir)
-                    for part in parts)
+        count = sum(_partials.part_stamps(part)[1] for parts in day_parts for part in parts)
     else:
         count = writer.rows
     totals = totals.with_columns(
@@ -237,9 +237,9 @@ def analyze(
     timings["records"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    days = _partials.record_days(records_dir)
+    days = _partials.days_of(day_parts)
     if days and window is not None:
-        days = _in_window(days, [parts[0].parent.name for parts in _io.record_day_parts(records_dir)], window)
+        days = _in_window(days, [parts[0].parent.name for parts in day_parts], window)
     # day partition by day partition (a slice of a day's parts at a time where a rule holds
     # rows): memory bounded by the day's aggregates, not the period
     aggregator = findings.PolarsAggregator(days, cache=cache) if days else None
