@@ -593,13 +593,15 @@ def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: in
     group_cols: list[str] = []
     group_rows = 0
 
+    extra = [path_column] if path_column else []
+
     def read(files: list[Path], cols: list[str]) -> Callable[[], pl.DataFrame]:
         return lambda: (pl.scan_parquet(files, hive_partitioning=False, include_file_paths=path_column)
-                        .select(cols + ([path_column] if path_column else [])).collect())
+                        .select(cols + extra).collect())
 
     def rows_of(path: Path, cols: list[str], offset: int) -> Callable[[], pl.DataFrame]:
         return lambda: (pl.scan_parquet(path, hive_partitioning=False, include_file_paths=path_column)
-                        .select(cols + ([path_column] if path_column else [])).slice(offset, batch_rows).collect())
+                        .select(cols + extra).slice(offset, batch_rows).collect())
 
     for path in paths:
         with pq.ParquetFile(path) as handle:
