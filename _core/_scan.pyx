@@ -1,6 +1,7 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Compiled text scanning for the readers: CSV record boundaries, start lines and field counts
-of a chunk (`scan`), ISO 8601 timestamps (`iso_timestamps`) and whether a column needs trimming
+of a chunk (`scan`), the cells of chosen columns of those records as Arrow string columns
+(`fields`), ISO 8601 timestamps (`iso_timestamps`) and whether a column needs trimming
 (`edge_space`).
 
 The pure-Python twins are in analyzer.readers._csv (numpy) and analyzer.readers._compiled
@@ -9,14 +10,15 @@ column; the loops run without the GIL (`scan`'s eight bytes at a time between qu
 breaks).
 """
 
-from cpython.mem cimport PyMem_Free
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
 from libc.string cimport memchr, memcpy
 
 import numpy as np
 
 from common cimport MF_POPCNT, buffer_table, view_bytes
-from scan cimport ScanOut, ONES, LOW7
+from scan cimport (ScanOut, Cell, ONES, LOW7, plain_end, CELL_NULL, CELL_PLAIN, CELL_QUOTED,
+                  CELL_ESCAPED)
 
 
 cdef int64_t _count_newlines(const uint8_t *p, int64_t n) noexcept nogil:
@@ -131,6 +133,189 @@ def scan(const uint8_t[::1] data, int64_t first_line, int separator=44, bint fin
         out.newlines = 0
     k = out.count
     return starts[:k], ends[:k], lines[:k], fields[:k], out.consumed, out.newlines
+
+
+# ---- the cells of chosen columns ---------------------------------------------------------------
+
+cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends, Py_ssize_t n,
+                 const int32_t *slot, Py_ssize_t width, Py_ssize_t k, uint8_t sep,
+                 Cell *cells, int64_t *sizes) noexcept nogil:
+    """The cells of the kept columns (`slot[column]` >= 0: their place among the `k` kept) of the
+    `n` records base[starts[r]:ends[r]] into cells[r * k + slot], and the bytes each kept
+    column's values take in `sizes`. False when a record is not `width` well-formed cells."""
+    cdef Py_ssize_t r, f
+    cdef const uint8_t *p
+    cdef const uint8_t *end
+    cdef const uint8_t *q
+    cdef const uint8_t *close
+    cdef int32_t j
+    cdef int64_t doubled
+    cdef Cell *cell
+    for r in range(n):
+        p = base + starts[r]
+        end = base + ends[r]
+        f = 0
+        while True:
+            if f >= width:
+                return False
+            j = slot[f]
+            if p < end and p[0] == 34:
+                # quoted: to the quote not followed by another; a doubled quote is one quote
+                q = p + 1
+                doubled = 0
+                while True:
+                    close = <const uint8_t *>memchr(q, 34, end - q)
+                    if close == NULL:
+                        return False
+                    if close + 1 < end and close[1] == 34:
+                        doubled += 1
+                        q = close + 2
+                        continue
+                    break
+                if close + 1 < end and close[1] != sep:  # text after the closing quote
+                    return False
+                if j >= 0:
+                    cell = &cells[r * k + j]
+                    cell.pos = (p + 1) - base
+                    cell.length = <int32_t>(close - p - 1)
+                    cell.kind = CELL_ESCAPED if doubled else CELL_QUOTED
+                    sizes[j] += cell.length - doubled
+                p = close + 1
+            else:
+                # an unquoted cell ends at a separator; a quote or a line break in it (which
+                # polars and the scanner may read differently) sends the batch to polars
+                q = plain_end(p, end, sep)
+                if q < end and q[0] != sep:
+                    return False
+                if j >= 0:
+                    cell = &cells[r * k + j]
+                    cell.pos = p - base
+                    cell.length = <int32_t>(q - p)
+                    cell.kind = CELL_PLAIN if q > p else CELL_NULL
+                    sizes[j] += q - p
+                p = q
+            f += 1
+            if p >= end:
+                break
+            p += 1  # the separator: another cell follows, empty if the record ends here
+        if f != width:
+            return False
+    return True
+
+
+cdef void _columns(const uint8_t *base, const Cell *cells, Py_ssize_t n, Py_ssize_t k,
+                   int64_t **offsets, uint8_t **values, uint8_t **validity, int64_t *nulls) noexcept nogil:
+    # the kept columns as Arrow large_string arrays: offsets, values and a validity bitmap (zeroed
+    # by the caller) each, and their nulls. Record by record: a record's cells are copied while
+    # its bytes are in the cache, into k output streams.
+    cdef Py_ssize_t r, j, i
+    cdef int64_t *pos = nulls + k  # the caller's room for k running positions after the counts
+    cdef const Cell *cell
+    cdef const uint8_t *src
+    cdef uint8_t *dst
+    cdef uint64_t word
+    for j in range(k):
+        pos[j] = 0
+        nulls[j] = 0
+    for r in range(n):
+        for j in range(k):
+            offsets[j][r] = pos[j]
+            cell = &cells[r * k + j]
+            if cell.kind == CELL_NULL:
+                nulls[j] += 1
+                continue
+            validity[j][r >> 3] |= 1 << (r & 7)
+            src = base + cell.pos
+            dst = values[j] + pos[j]
+            if cell.kind == CELL_ESCAPED:
+                i = 0
+                while i < cell.length:
+                    dst[0] = src[i]
+                    dst += 1
+                    i += 2 if src[i] == 34 else 1  # the second quote of a pair is not copied
+                pos[j] = dst - values[j]
+            else:
+                # most cells are short: eight bytes at a time, not a library call each
+                i = 0
+                while i + 8 <= cell.length:
+                    memcpy(&word, src + i, 8)
+                    memcpy(dst + i, &word, 8)
+                    i += 8
+                while i < cell.length:
+                    dst[i] = src[i]
+                    i += 1
+                pos[j] += cell.length
+    for j in range(k):
+        offsets[j][n] = pos[j]
+
+
+def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1] ends,
+           const int64_t[::1] keep, Py_ssize_t width, int separator=44):
+    """The cells of columns `keep` (indices, increasing) of the CSV records data[starts[i]:ends[i]]
+    (each without its line break), as one ``(offsets, values, validity, nulls)`` per kept column:
+    the buffers of an Arrow large_string array (`validity` a bitmap, None when `nulls` is 0).
+
+    Read as polars' ``read_csv(quote_char='"', empty_string_is_null=True)`` reads them: an empty
+    unquoted cell is null, ``""`` an empty string, a doubled quote inside quotes one quote. None
+    when a record is not `width` such cells (a quote or line break in an unquoted cell, text
+    after a closing quote, an unclosed quote, another count): the caller parses those records
+    another way. One walk of the records and one copy a column, without the GIL.
+    """
+    if not 0 <= separator < 256 or separator in (10, 13, 34):
+        raise ValueError(f"separator must be one byte other than a quote or a line break, got {separator}")
+    cdef Py_ssize_t n = starts.shape[0], k = keep.shape[0], size = data.shape[0], r, j
+    if ends.shape[0] != n:
+        raise ValueError(f"{n} starts but {ends.shape[0]} ends")
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
+    slots = np.full(width, -1, dtype=np.int32)
+    cdef int32_t[::1] slot = slots
+    for j in range(k):
+        if not 0 <= keep[j] < width or (j and keep[j] <= keep[j - 1]):
+            raise ValueError(f"keep must be increasing column indices below {width}, got {list(keep)}")
+        slot[keep[j]] = <int32_t>j
+    for r in range(n):
+        if not 0 <= starts[r] <= ends[r] <= size or ends[r] - starts[r] > 0x7FFFFFFF:
+            raise ValueError(f"record {r} spans [{starts[r]}, {ends[r]}), outside the {size} bytes of data")
+    cells_array = np.empty(max(n * k, 1) * sizeof(Cell), dtype=np.uint8)
+    sizes_array = np.zeros(max(k, 1), dtype=np.int64)
+    cdef uint8_t[::1] cell_bytes = cells_array
+    cdef Cell *cells = <Cell *>&cell_bytes[0]
+    cdef int64_t[::1] sizes = sizes_array
+    cdef const uint8_t *base = &data[0] if size else <const uint8_t *>b""
+    cdef const int64_t *s = &starts[0] if n else NULL
+    cdef const int64_t *e = &ends[0] if n else NULL
+    cdef bint ok
+    with nogil:
+        ok = _split(base, s, e, n, &slot[0], width, k, <uint8_t>separator, cells, &sizes[0])
+    if not ok:
+        return None
+    out = []
+    cdef int64_t **offsets = <int64_t **>PyMem_Malloc(max(k, 1) * sizeof(int64_t *))
+    cdef uint8_t **values = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
+    cdef uint8_t **validity = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
+    counts_array = np.zeros(2 * max(k, 1), dtype=np.int64)  # nulls, then running positions
+    cdef int64_t[::1] counts = counts_array
+    cdef int64_t[::1] o
+    cdef uint8_t[::1] v, b
+    try:
+        if offsets == NULL or values == NULL or validity == NULL:
+            raise MemoryError()
+        for j in range(k):
+            # one spare byte: a column of empty strings still has a buffer to point at
+            column = (np.empty(n + 1, dtype=np.int64), np.empty(sizes[j] + 1, dtype=np.uint8),
+                      np.zeros(max((n + 7) // 8, 1), dtype=np.uint8))
+            o, v, b = column
+            offsets[j], values[j], validity[j] = &o[0], &v[0], &b[0]
+            out.append(column)
+        with nogil:
+            _columns(base, cells, n, k, offsets, values, validity, &counts[0])
+    finally:
+        PyMem_Free(offsets)
+        PyMem_Free(values)
+        PyMem_Free(validity)
+    out = [(o_, v_[:sizes[j]], b_ if counts[j] else None, int(counts[j])) for j, (o_, v_, b_) in enumerate(out)]
+    return out
 
 
 # ---- ISO 8601 timestamps ---------------------------------------------------------------------

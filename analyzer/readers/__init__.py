@@ -709,8 +709,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                     ragged_rows.append((int(lines[i]), f"{len(cols)} fields", reason, text[:_RAW_LIMIT]))
                 report.rows_read += int(sel.sum())
                 keep = [i for i, name in enumerate(cols) if name in NEEDED[det.format]]
-                parse_args = (data, _csv.runs(good, starts, ends), int(good.sum()), cols, keep, lines[good],
-                              det.separator)
+                parse_args = (data, starts[good], ends[good], cols, keep, lines[good], det.separator)
                 raw: pl.DataFrame | None = None
                 if pool is None and order.how == "undecided":
                     # strict mode converts in line: settle the date order from the batch first
@@ -742,9 +741,9 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                          where=location(path))
 
 
-def _parse(data: bytes, spans: list[tuple[int, int]], count: int, cols: list[str], keep: list[int],
+def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, cols: list[str], keep: list[int],
            lines: np.ndarray, separator: str = ",") -> pl.DataFrame:
-    raw = _csv.parse_batch(data, spans, count, cols, keep, separator)
+    raw = _csv.parse_batch(data, starts, ends, cols, keep, separator)
     return raw.with_columns(pl.Series("source_line", lines))
 
 

@@ -1,10 +1,13 @@
-"""Streaming CSV: quote-aware record boundaries, line numbers and field counts found with numpy
-over each chunk, then the well-formed records of a batch parsed by polars in one call.
+"""Streaming CSV: quote-aware record boundaries, line numbers and field counts found over each
+chunk, then the well-formed records of a batch cut into String columns in one call.
 
 Polars parses fast but cannot say on which line a record started (quoted subjects span lines)
 nor which rows were ragged. A vectorized pass finds both: a newline ends a record when an even
 number of quotes precede it; commas outside quotes count the fields. Ragged records become
-rejects with their line; the rest go to ``polars.read_csv`` untouched.
+rejects with their line. The rest are cut into the columns a format needs by the compiled
+splitter (`analyzer._scan.fields`), which reads cells as polars does and declines any batch
+with odd quoting; those, and every batch when the core is not built, go to
+``polars.read_csv`` untouched.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 _QUOTE, _NL, _CR, _HASH = 34, 10, 13, 35
 
@@ -60,10 +64,11 @@ def scan_numpy(data: bytes, first_line: int, separator: int = 44, final: bool = 
 
 
 try:
+    from analyzer._scan import fields as _fields
     from analyzer._scan import scan as _scan
     SCANNER = "compiled"
-except ImportError:  # not built: the numpy twin gives the same answers, slower
-    _scan = scan_numpy
+except ImportError:  # not built: the numpy twin gives the same answers, slower, and polars parses
+    _scan, _fields = scan_numpy, None
     SCANNER = "python"
 
 
@@ -101,18 +106,26 @@ def split_header(line: bytes, separator: str = ",") -> list[str]:
     return [name.strip().strip('"').strip() for name in row]
 
 
-def parse_batch(data: bytes, spans: list[tuple[int, int]], count: int, header: list[str],
+def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[str],
                 keep: list[int] | None = None, separator: str = ",") -> pl.DataFrame:
-    """Parse the `count` records at `spans` of `data` (all with len(header) fields) into String
-    columns named by `header`; only the columns at the `keep` indices when given.
+    """Parse the records data[starts[i]:ends[i]] (all with len(header) fields, line breaks left
+    out) into String columns named by `header`; only the columns at the `keep` indices when given.
 
-    Contiguous spans are handed to polars as one slice; the join only copies when records were
-    taken out between them.
+    The compiled splitter (`analyzer._scan.fields`) cuts the kept cells out in one walk; records
+    it declines (odd quoting) and builds without it go to polars, which reads contiguous records
+    as one slice (the join only copies when records were taken out between them).
     """
     keep = list(range(len(header))) if keep is None else keep
     names = [header[i] for i in keep]
-    if not spans:
+    if not len(starts):
         return pl.DataFrame(schema={name: pl.String for name in names})
+    if _fields is not None and all(a < b for a, b in zip(keep, keep[1:])):
+        columns = _fields(data, starts, ends, np.asarray(keep, dtype=np.int64), len(header), ord(separator))
+        if columns is not None:
+            return pl.DataFrame([_string_series(name, len(starts), *column) for name, column in zip(names, columns)])
+    spans = runs(np.ones(len(starts), dtype=bool), starts, ends)
+    count = len(starts)
+
     def exact() -> bytes:
         return data[spans[0][0]:spans[0][1]] if len(spans) == 1 else b"\n".join(data[s:e] for s, e in spans)
 
@@ -134,6 +147,14 @@ def parse_batch(data: bytes, spans: list[tuple[int, int]], count: int, header: l
     if frame.height != count:
         frame = _parse_python(exact(), len(header), keep, names, separator)
     return frame
+
+
+def _string_series(name: str, n: int, offsets: np.ndarray, values: np.ndarray, validity: np.ndarray | None,
+                   nulls: int) -> pl.Series:
+    # the splitter's buffers as an Arrow large_string array, which polars takes without parsing
+    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(values),
+                                             None if validity is None else pa.py_buffer(validity), nulls)
+    return pl.Series(name, array)
 
 
 def _parse_python(body: bytes, width: int, keep: list[int], names: list[str], separator: str) -> pl.DataFrame:
