@@ -165,10 +165,9 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 _ENV = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False)
 
 
-def _fmt_time(value: Any) -> str | None:
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    return value
+def _shown_times(frame: pl.DataFrame) -> pl.DataFrame:
+    # every datetime column as the report shows it (in polars: a report may list many findings)
+    return frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M"))
 
 
 def _records(out_dir: Path) -> Path | None:
@@ -302,16 +301,16 @@ def render(out_dir: str | os.PathLike, cache: _partials.Cache | None = None) -> 
     out = Path(out_dir)
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     findings = pl.read_parquet(out / "findings.parquet")
-    rows = [{k: _fmt_time(v) for k, v in r.items()} for r in findings.head(_MAX_ROWS).iter_rows(named=True)]
+    all_rows = _shown_times(findings).to_dicts()
+    rows = all_rows[:_MAX_ROWS]
     connectors = pl.read_parquet(out / "connectors.parquet")
     records = _records(out)
     traffic = _traffic_counts(records, cache, summary.get("period"))
-    conn_rows = [{k: _fmt_time(v) for k, v in r.items()} for r in connectors.iter_rows(named=True)]
+    conn_rows = _shown_times(connectors).to_dicts()
     inbound = connectors.filter(pl.col("direction") == "inbound").sort("messages", descending=True)
     connector_chart = _svg.bar_chart("Messages per inbound connector", inbound["connector"].to_list(),
                                      inbound["messages"].to_list(), "messages") if inbound.height else ""
     heat, hot = _greylisting(out, rows)
-    all_rows = [{k: _fmt_time(v) for k, v in r.items()} for r in findings.iter_rows(named=True)]
     period = summary.get("period") or {}
     first, last = (period.get("first") or "")[:16].replace("T", " "), (period.get("last") or "")[:16].replace("T", " ")
     html = _ENV.from_string(_TEMPLATE).render(
