@@ -12,7 +12,7 @@ between quotes and line breaks, eight or one elsewhere).
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcpy, memset
 
 import numpy as np
 
@@ -146,8 +146,8 @@ cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends
                  const int32_t *slot, Py_ssize_t width, Py_ssize_t k, uint8_t sep,
                  Cell *cells, int64_t *sizes) noexcept nogil:
     """The cells of the kept columns (`slot[column]` >= 0: their place among the `k` kept) of the
-    `n` records base[starts[r]:ends[r]] into cells[r * k + slot], and the bytes each kept
-    column's values take in `sizes`. False when a record is not `width` well-formed cells."""
+    `n` records base[starts[r]:ends[r]] into cells[r * k + slot], and in `sizes` the bytes each
+    kept column's cells of over 12 bytes take (unescaped): those not inline in their view. False when a record is not `width` well-formed cells."""
     cdef Py_ssize_t r, f
     cdef const uint8_t *p
     cdef const uint8_t *end
@@ -184,7 +184,8 @@ cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends
                     cell.pos = (p + 1) - base
                     cell.length = <int32_t>(close - p - 1)
                     cell.kind = CELL_ESCAPED if doubled else CELL_QUOTED
-                    sizes[j] += cell.length - doubled
+                    if cell.length - doubled > 12:
+                        sizes[j] += cell.length - doubled
                 p = close + 1
             else:
                 # an unquoted cell ends at a separator; a quote or a line break in it (which
@@ -197,7 +198,8 @@ cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends
                     cell.pos = p - base
                     cell.length = <int32_t>(q - p)
                     cell.kind = CELL_PLAIN if q > p else CELL_NULL
-                    sizes[j] += q - p
+                    if q - p > 12:
+                        sizes[j] += q - p
                 p = q
             f += 1
             if p >= end:
@@ -208,63 +210,85 @@ cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends
     return True
 
 
+cdef inline void _view(uint8_t *view, const uint8_t *src, int32_t length, int32_t index,
+                       int32_t offset) noexcept nogil:
+    # an Arrow string view: the length, then up to 12 bytes inline (zero-padded), or the first
+    # four bytes and where all of them are (buffer index, offset)
+    memset(view, 0, 16)
+    memcpy(view, &length, 4)
+    if length <= 12:
+        memcpy(view + 4, src, length)
+    else:
+        memcpy(view + 4, src, 4)
+        memcpy(view + 8, &index, 4)
+        memcpy(view + 12, &offset, 4)
+
+
 cdef void _columns(const uint8_t *base, const Cell *cells, Py_ssize_t n, Py_ssize_t k,
-                   int64_t **offsets, uint8_t **values, uint8_t **validity, int64_t *nulls) noexcept nogil:
-    # the kept columns as Arrow large_string arrays: offsets, values and a validity bitmap (zeroed
-    # by the caller) each, and their nulls. Record by record: a record's cells are copied while
-    # its bytes are in the cache, into k output streams.
+                   uint8_t **views, uint8_t **data, uint8_t **validity, int64_t *nulls) noexcept nogil:
+    # the kept columns as Arrow string view arrays: 16-byte views, one data buffer for the cells
+    # of over 12 bytes, a validity bitmap (zeroed by the caller) and their nulls each. Record by
+    # record: a record's cells are read while its bytes are in the cache.
     cdef Py_ssize_t r, j, i
     cdef int64_t *pos = nulls + k  # the caller's room for k running positions after the counts
     cdef const Cell *cell
     cdef const uint8_t *src
     cdef uint8_t *dst
-    cdef uint64_t word
+    cdef uint8_t *view
+    cdef uint8_t small[12]
+    cdef int32_t length
     for j in range(k):
         pos[j] = 0
         nulls[j] = 0
     for r in range(n):
         for j in range(k):
-            offsets[j][r] = pos[j]
             cell = &cells[r * k + j]
+            view = views[j] + 16 * r
             if cell.kind == CELL_NULL:
+                memset(view, 0, 16)
                 nulls[j] += 1
                 continue
             validity[j][r >> 3] |= 1 << (r & 7)
             src = base + cell.pos
-            dst = values[j] + pos[j]
+            length = cell.length
             if cell.kind == CELL_ESCAPED:
+                # unescaped where it goes: the data buffer, or a scratch copy when it turns out
+                # short enough to be inline (sizes counted it so: the same test decides)
+                dst = data[j] + pos[j]
                 i = 0
+                length = 0
                 while i < cell.length:
-                    dst[0] = src[i]
-                    dst += 1
+                    dst[length] = src[i]
+                    length += 1
                     i += 2 if src[i] == 34 else 1  # the second quote of a pair is not copied
-                pos[j] = dst - values[j]
+                if length <= 12:
+                    memcpy(small, dst, length)
+                    _view(view, small, length, 0, 0)
+                else:
+                    _view(view, dst, length, 0, <int32_t>pos[j])
+                    pos[j] += length
+            elif length <= 12:
+                _view(view, src, length, 0, 0)
             else:
-                # most cells are short: eight bytes at a time, not a library call each
-                i = 0
-                while i + 8 <= cell.length:
-                    memcpy(&word, src + i, 8)
-                    memcpy(dst + i, &word, 8)
-                    i += 8
-                while i < cell.length:
-                    dst[i] = src[i]
-                    i += 1
-                pos[j] += cell.length
-    for j in range(k):
-        offsets[j][n] = pos[j]
+                memcpy(data[j] + pos[j], src, length)
+                _view(view, src, length, 0, <int32_t>pos[j])
+                pos[j] += length
 
 
 def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1] ends,
            const int64_t[::1] keep, Py_ssize_t width, int separator=44):
     """The cells of columns `keep` (indices, increasing) of the CSV records data[starts[i]:ends[i]]
-    (each without its line break), as one ``(offsets, values, validity, nulls)`` per kept column:
-    the buffers of an Arrow large_string array (`validity` a bitmap, None when `nulls` is 0).
+    (each without its line break), as one ``(views, values, validity, nulls)`` per kept column:
+    the buffers of an Arrow string view array, `values` its one data buffer (the cells of over
+    12 bytes; shorter ones are inline in their view), `validity` a bitmap (None when `nulls`
+    is 0). Polars takes these as they are: its String columns are string views.
 
     Read as polars' ``read_csv(quote_char='"', empty_string_is_null=True)`` reads them: an empty
     unquoted cell is null, ``""`` an empty string, a doubled quote inside quotes one quote. None
     when a record is not `width` such cells (a quote or line break in an unquoted cell, text
-    after a closing quote, an unclosed quote, another count): the caller parses those records
-    another way. One walk of the records and one copy a column, without the GIL.
+    after a closing quote, an unclosed quote, another count), or a column's values would reach
+    2 GiB (views address 32 bits): the caller parses those records another way. One walk of the records,
+    without the GIL.
     """
     if not 0 <= separator < 256 or separator in (10, 13, 34):
         raise ValueError(f"separator must be one byte other than a quote or a line break, got {separator}")
@@ -280,7 +304,7 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
             raise ValueError(f"keep must be increasing column indices below {width}, got {list(keep)}")
         slot[keep[j]] = <int32_t>j
     for r in range(n):
-        if not 0 <= starts[r] <= ends[r] <= size or ends[r] - starts[r] > 0x7FFFFFFF:
+        if not 0 <= starts[r] <= ends[r] <= size:
             raise ValueError(f"record {r} spans [{starts[r]}, {ends[r]}), outside the {size} bytes of data")
     cells_array = np.empty(max(n * k, 1) * sizeof(Cell), dtype=np.uint8)
     sizes_array = np.zeros(max(k, 1), dtype=np.int64)
@@ -293,33 +317,34 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     cdef bint ok
     with nogil:
         ok = _split(base, s, e, n, &slot[0], width, k, <uint8_t>separator, cells, &sizes[0])
-    if not ok:
+    if not ok or (k and sizes_array.max() > 0x7FFFFFFF):
         return None
     out = []
-    cdef int64_t **offsets = <int64_t **>PyMem_Malloc(max(k, 1) * sizeof(int64_t *))
+    cdef uint8_t **views = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
     cdef uint8_t **values = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
     cdef uint8_t **validity = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
     counts_array = np.zeros(2 * max(k, 1), dtype=np.int64)  # nulls, then running positions
     cdef int64_t[::1] counts = counts_array
-    cdef int64_t[::1] o
-    cdef uint8_t[::1] v, b
+    cdef uint8_t[::1] w, d, b
     try:
-        if offsets == NULL or values == NULL or validity == NULL:
+        if views == NULL or values == NULL or validity == NULL:
             raise MemoryError()
         for j in range(k):
-            # one spare byte: a column of empty strings still has a buffer to point at
-            column = (np.empty(n + 1, dtype=np.int64), np.empty(sizes[j] + 1, dtype=np.uint8),
+            # 12 spare bytes: a short cell with doubled quotes is unescaped past the end of the
+            # long ones before it goes inline (and an empty buffer still has an address)
+            column = (np.empty(max(16 * n, 1), dtype=np.uint8), np.empty(sizes[j] + 12, dtype=np.uint8),
                       np.zeros(max((n + 7) // 8, 1), dtype=np.uint8))
-            o, v, b = column
-            offsets[j], values[j], validity[j] = &o[0], &v[0], &b[0]
+            w, d, b = column
+            views[j], values[j], validity[j] = &w[0], &d[0], &b[0]
             out.append(column)
         with nogil:
-            _columns(base, cells, n, k, offsets, values, validity, &counts[0])
+            _columns(base, cells, n, k, views, values, validity, &counts[0])
     finally:
-        PyMem_Free(offsets)
+        PyMem_Free(views)
         PyMem_Free(values)
         PyMem_Free(validity)
-    out = [(o_, v_[:sizes[j]], b_ if counts[j] else None, int(counts[j])) for j, (o_, v_, b_) in enumerate(out)]
+    out = [(w_[:16 * n], d_[:sizes[j]], b_ if counts[j] else None, int(counts[j]))
+           for j, (w_, d_, b_) in enumerate(out)]
     return out
 
 

@@ -44,10 +44,35 @@ def test_cells_as_polars_reads_them() -> None:
     got = _frame(columns, [0, 1, 2, 3], 2)
     assert got.rows() == [("a", 'b"c', None, ""), ("x", "y,\r\nz", "1", "2")]
     assert_frame_equal(got, _polars(data, starts, ends, 4, [0, 1, 2, 3]))
-    offsets, values, validity, nulls = columns[2]
-    assert (offsets.tolist(), bytes(values), nulls) == ([0, 0, 1], b"1", 1)
-    assert validity.tolist() == [0b10]
+    views, values, validity, nulls = columns[2]
+    assert (views.size, nulls, validity.tolist()) == (32, 1, [0b10])
+    assert views[:16].tolist() == [0] * 16  # a null's view is all zeros
+    assert views[16:].tolist() == [1, 0, 0, 0, ord("1")] + [0] * 11  # inline, zero-padded
+    assert [bytes(column[1]) for column in columns] == [b""] * 4  # all inline: no data buffer
     assert columns[0][2] is None  # no nulls: no bitmap
+
+
+def test_long_cells_go_to_the_data_buffer() -> None:
+    data = b'id,"a subject longer than twelve ""bytes"" here",a plain cell of more than twelve bytes\n'
+    starts, ends = _records(data)
+    columns = fields(data, starts, ends, np.arange(3), 3)
+    views, values = columns[2][:2]
+    length, index, offset = (int.from_bytes(views[i:i + 4].tobytes(), "little") for i in (0, 8, 12))
+    assert (length, index, offset, bytes(values)) == (38, 0, 0, b"a plain cell of more than twelve bytes")
+    assert bytes(views[4:8]) == b"a pl"  # the prefix
+    assert _frame(columns, [0, 1, 2], 1).rows() == [
+        ("id", 'a subject longer than twelve "bytes" here', "a plain cell of more than twelve bytes")]
+
+
+def test_cells_with_doubled_quotes_follow_each_other_in_their_buffer() -> None:
+    # the short one is unescaped past the first, then goes inline: the second follows the first
+    cells = ['"first ""quoted"" subject, long"', '"x""y"', '"second ""quoted"" subject, longer"']
+    data = "\n".join(f"{i},{cell}" for i, cell in enumerate(cells)).encode() + b"\n"
+    starts, ends = _records(data)
+    columns = fields(data, starts, ends, np.array([1]), 2)
+    assert bytes(columns[0][1]) == b'first "quoted" subject, longsecond "quoted" subject, longer'
+    assert _frame(columns, [1], 3).get_column("c1").to_list() == [
+        'first "quoted" subject, long', 'x"y', 'second "quoted" subject, longer']
 
 
 def test_only_the_kept_columns_and_a_trailing_empty_cell() -> None:
@@ -85,13 +110,13 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="1 starts but 2 ends"):
         fields(b"a,b", one, np.array([1, 2]), one, 2)
     data = memoryview(b"a,b").toreadonly()  # read-only buffers are accepted
-    assert bytes(fields(data, one, np.array([3]), one, 2)[0][1]) == b"a"
+    assert _frame(fields(data, one, np.array([3]), one, 2), [0], 1).rows() == [("a",)]
 
 
 # cells as an export writes them: plain text, empty, or quoted (with separators, quotes, line
 # breaks and non-ASCII inside); and odd ones a hand-edited file may hold
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters='",;\r\n\t'), max_size=20)
-_QUOTED_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+_QUOTED_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
 
 
 def _quoted(text: str) -> str:

@@ -149,11 +149,12 @@ def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[
     return frame
 
 
-def _string_series(name: str, n: int, offsets: np.ndarray, values: np.ndarray, validity: np.ndarray | None,
+def _string_series(name: str, n: int, views: np.ndarray, values: np.ndarray, validity: np.ndarray | None,
                    nulls: int) -> pl.Series:
-    # the splitter's buffers as an Arrow large_string array, which polars takes without parsing
-    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(values),
-                                             None if validity is None else pa.py_buffer(validity), nulls)
+    # the splitter's buffers as an Arrow string view array, which polars takes as it is (its
+    # String columns are string views too): no parsing, no conversion
+    array = pa.Array.from_buffers(pa.string_view(), n, [None if validity is None else pa.py_buffer(validity),
+                                                       pa.py_buffer(views), pa.py_buffer(values)], nulls)
     return pl.Series(name, array)
 
 
