@@ -286,8 +286,8 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     Read as polars' ``read_csv(quote_char='"', empty_string_is_null=True)`` reads them: an empty
     unquoted cell is null, ``""`` an empty string, a doubled quote inside quotes one quote. None
     when a record is not `width` such cells (a quote or line break in an unquoted cell, text
-    after a closing quote, an unclosed quote, another count), or a column's values would reach
-    2 GiB (views address 32 bits): the caller parses those records another way. One walk of the records,
+    after a closing quote, an unclosed quote, another count), or a record or a column's values
+    reach 2 GiB (views address 32 bits): the caller parses those records another way. One walk of the records,
     without the GIL.
     """
     if not 0 <= separator < 256 or separator in (10, 13, 34):
@@ -306,6 +306,8 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     for r in range(n):
         if not 0 <= starts[r] <= ends[r] <= size:
             raise ValueError(f"record {r} spans [{starts[r]}, {ends[r]}), outside the {size} bytes of data")
+        if ends[r] - starts[r] > 0x7FFFFFFF:  # a cell's length is 32 bits
+            return None
     cells_array = np.empty(max(n * k, 1) * sizeof(Cell), dtype=np.uint8)
     sizes_array = np.zeros(max(k, 1), dtype=np.int64)
     cdef uint8_t[::1] cell_bytes = cells_array

@@ -119,7 +119,7 @@ def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[
     names = [header[i] for i in keep]
     if not len(starts):
         return pl.DataFrame(schema={name: pl.String for name in names})
-    if _fields is not None and all(a < b for a, b in zip(keep, keep[1:])):
+    if _fields is not None and keep and all(a < b for a, b in zip(keep, keep[1:])):
         columns = _fields(data, starts, ends, np.asarray(keep, dtype=np.int64), len(header), ord(separator))
         if columns is not None:
             return pl.DataFrame([_string_series(name, len(starts), *column) for name, column in zip(names, columns)])
