@@ -281,7 +281,8 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     (each without its line break), as one ``(views, values, validity, nulls)`` per kept column:
     the buffers of an Arrow string view array, `values` its one data buffer (the cells of over
     12 bytes; shorter ones are inline in their view), `validity` a bitmap (None when `nulls`
-    is 0). Polars takes these as they are: its String columns are string views.
+    is 0). Polars takes these as they are: its String columns are string views. `data` must be
+    valid UTF-8 (cells are cut at ASCII bytes, so each is too): it is not checked here.
 
     Read as polars' ``read_csv(quote_char='"', empty_string_is_null=True)`` reads them: an empty
     unquoted cell is null, ``""`` an empty string, a doubled quote inside quotes one quote. None

@@ -111,9 +111,11 @@ def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[
     """Parse the records data[starts[i]:ends[i]] (all with len(header) fields, line breaks left
     out) into String columns named by `header`; only the columns at the `keep` indices when given.
 
-    The compiled splitter (`analyzer._scan.fields`) cuts the kept cells out in one walk; records
-    it declines (odd quoting) and builds without it go to polars, which reads contiguous records
-    as one slice (the join only copies when records were taken out between them).
+    `data` must be valid UTF-8, as `TextSource` passes it on (validated, or transcoded with
+    replacement characters): the compiled splitter (`analyzer._scan.fields`) cuts the kept cells
+    out in one walk at ASCII delimiters without checking it again. Records it declines (odd
+    quoting), and builds without it, go to polars, which reads contiguous records as one slice
+    (the join only copies when records were taken out between them).
     """
     keep = list(range(len(header))) if keep is None else keep
     names = [header[i] for i in keep]
