@@ -1,23 +1,26 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled text scanning for the readers: CSV record boundaries, start lines and field counts
-of a chunk (`scan`), the cells of chosen columns of those records as Arrow string columns
-(`fields`), ISO 8601 timestamps (`iso_timestamps`) and whether a column needs trimming
-(`edge_space`).
+"""Compiled text scanning for the readers: UTF-16LE text as UTF-8 (`utf16le_to_utf8`), CSV record
+boundaries, start lines and field counts of a chunk (`scan`), the cells of chosen columns of
+those records as Arrow string columns (`fields`), ISO 8601 timestamps (`iso_timestamps`) and
+whether a column needs trimming (`edge_space`).
 
-The pure-Python twins are in analyzer.readers._csv (numpy) and analyzer.readers._compiled
-(polars); those modules pick these when they are built. One call per chunk or
+The pure-Python twins are Python's codec (analyzer._text), analyzer.readers._csv (numpy, and
+polars' CSV parser) and analyzer.readers._compiled (polars); those modules pick these when
+they are built. One call per chunk or
 column; the loops run without the GIL (`scan` and `fields` sixteen bytes at a time with SSE2
 between quotes and line breaks, eight or one elsewhere).
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport uint8_t, int32_t, int64_t, uint64_t
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF
+from libc.stdint cimport uint8_t, int32_t, uint32_t, int64_t, uint64_t
 from libc.string cimport memchr, memcpy, memset
 
 import numpy as np
 
 from common cimport MF_POPCNT, buffer_table, view_bytes
-from scan cimport (ScanOut, Cell, ONES, LOW7, plain_end, skip, CELL_NULL, CELL_PLAIN, CELL_QUOTED,
+from scan cimport (ScanOut, Cell, ONES, LOW7, plain_end, skip, ascii16, CELL_NULL, CELL_PLAIN, CELL_QUOTED,
                   CELL_ESCAPED)
 
 
@@ -349,6 +352,86 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     out = [(w_[:16 * n], d_[:sizes[j]], b_ if counts[j] else None, int(counts[j]))
            for j, (w_, d_, b_) in enumerate(out)]
     return out
+
+
+# ---- UTF-16LE to UTF-8 ---------------------------------------------------------------------------
+
+cdef extern from "Python.h":
+    # a bytes object of `size` bytes to fill, and its shrinking in place (reference count 1)
+    PyObject *_new_bytes "PyBytes_FromStringAndSize"(const char *data, Py_ssize_t size) except NULL
+    char *_bytes_data "PyBytes_AS_STRING"(PyObject *bytes)
+    int _resize_bytes "_PyBytes_Resize"(PyObject **bytes, Py_ssize_t size) except -1
+
+
+cdef Py_ssize_t _utf16le(const uint8_t *p, Py_ssize_t units, uint8_t *out, Py_ssize_t *used,
+                         bint *invalid) noexcept nogil:
+    # the longest prefix of `units` UTF-16LE code units that is whole characters, as UTF-8 in
+    # `out`; `used` units; `invalid` when it stopped at a surrogate without its pair (not at an
+    # incomplete one at the end, which the next block completes)
+    cdef Py_ssize_t i = 0, o = 0, ascii
+    cdef uint32_t u, low, c
+    invalid[0] = False
+    while i < units:
+        ascii = ascii16(p, i, units, out + o)  # most text is ASCII: eight units a step
+        i += ascii
+        o += ascii
+        if i >= units:
+            break
+        u = p[2 * i] | (<uint32_t>p[2 * i + 1] << 8)
+        if u < 0x80:
+            out[o] = <uint8_t>u
+            o += 1
+        elif u < 0x800:
+            out[o] = <uint8_t>(0xC0 | (u >> 6))
+            out[o + 1] = <uint8_t>(0x80 | (u & 0x3F))
+            o += 2
+        elif u < 0xD800 or u > 0xDFFF:
+            out[o] = <uint8_t>(0xE0 | (u >> 12))
+            out[o + 1] = <uint8_t>(0x80 | ((u >> 6) & 0x3F))
+            out[o + 2] = <uint8_t>(0x80 | (u & 0x3F))
+            o += 3
+        elif u <= 0xDBFF:  # a high surrogate: its low one must follow
+            if i + 1 >= units:
+                break  # at the end: the next block has it
+            low = p[2 * i + 2] | (<uint32_t>p[2 * i + 3] << 8)
+            if low < 0xDC00 or low > 0xDFFF:
+                invalid[0] = True
+                break
+            c = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00)
+            out[o] = <uint8_t>(0xF0 | (c >> 18))
+            out[o + 1] = <uint8_t>(0x80 | ((c >> 12) & 0x3F))
+            out[o + 2] = <uint8_t>(0x80 | ((c >> 6) & 0x3F))
+            out[o + 3] = <uint8_t>(0x80 | (c & 0x3F))
+            o += 4
+            i += 1
+        else:  # a low surrogate alone
+            invalid[0] = True
+            break
+        i += 1
+    used[0] = i
+    return o
+
+
+def utf16le_to_utf8(const uint8_t[::1] data):
+    """UTF-8 bytes of the longest prefix of `data` (UTF-16LE) that is whole characters:
+    ``(utf8, used, invalid)``, `used` the bytes it took. It stops before an odd last byte or a
+    high surrogate at the end (incomplete: the caller prepends them to the next block), or, with
+    `invalid` True, at a surrogate without its pair, which the caller decodes another way (with
+    replacement characters). Eight ASCII characters a step with SSE2, without the GIL."""
+    cdef Py_ssize_t n = data.shape[0], units = data.shape[0] // 2, size, used = 0
+    cdef bint invalid = False
+    cdef const uint8_t *p = &data[0] if n else <const uint8_t *>b""
+    # at most 3 bytes a unit (a pair of units is 4 bytes); 8 spare for the last ASCII step
+    cdef PyObject *out = _new_bytes(NULL, 3 * units + 8)
+    cdef uint8_t *o = <uint8_t *>_bytes_data(out)
+    with nogil:
+        size = _utf16le(p, units, o, &used, &invalid)
+    try:
+        _resize_bytes(&out, size)
+        result = <object>out
+    finally:
+        Py_DECREF(<object>out) if out != NULL else None
+    return result, 2 * used, invalid
 
 
 # ---- ISO 8601 timestamps ---------------------------------------------------------------------

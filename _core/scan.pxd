@@ -30,6 +30,25 @@ cdef extern from *:
             p++;
         return p;
     }
+    /* how many of the 2-byte units at p from unit i on (of n), eight at a time while all eight
+       are ASCII (< 0x80), written to out as bytes: with SSE2; none without */
+    static inline long long scan_ascii16(const unsigned char *p, long long i, long long n, unsigned char *out) {
+    #if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+        const __m128i high = _mm_set1_epi16((short)0xFF80), zero = _mm_setzero_si128();
+        long long start = i;
+        while (n - i >= 8) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(p + 2 * i));
+            if (_mm_movemask_epi8(_mm_cmpeq_epi16(_mm_and_si128(x, high), zero)) != 0xFFFF)
+                break;
+            _mm_storel_epi64((__m128i *)(out + (i - start)), _mm_packus_epi16(x, x));
+            i += 8;
+        }
+        return i - start;
+    #else
+        (void)p; (void)i; (void)n; (void)out;
+        return 0;
+    #endif
+    }
     /* from p[i] on, the first quote or LF at most 16 bytes before n (else the last such block's
        end), the separators before it added to *fields unless `quoted`: 16 bytes a step with SSE2,
        none without (the caller's loops go on from where this stops) */
@@ -59,6 +78,7 @@ cdef extern from *:
     const uint64_t ONES "SCAN_ONES"
     const uint64_t LOW7 "SCAN_LOW7"
     const uint8_t *plain_end "scan_plain_end"(const uint8_t *p, const uint8_t *end, uint8_t sep) nogil
+    long long ascii16 "scan_ascii16"(const uint8_t *p, long long i, long long n, uint8_t *out) nogil
     long long skip "scan_skip"(const uint8_t *p, long long i, long long n, uint8_t sep, int quoted,
                                long long *fields) nogil
 
