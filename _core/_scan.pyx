@@ -291,8 +291,8 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     unquoted cell is null, ``""`` an empty string, a doubled quote inside quotes one quote. None
     when a record is not `width` such cells (a quote or line break in an unquoted cell, text
     after a closing quote, an unclosed quote, another count), or a record or a column's values
-    reach 2 GiB (views address 32 bits): the caller parses those records another way. One walk of the records,
-    without the GIL.
+    reach 2 GiB (views address 32 bits): the caller parses those records another way. One walk
+    of the records, without the GIL.
     """
     if not 0 <= separator < 256 or separator in (10, 13, 34):
         raise ValueError(f"separator must be one byte other than a quote or a line break, got {separator}")
