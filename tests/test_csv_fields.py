@@ -99,6 +99,23 @@ def test_parse_batch_uses_it_and_falls_back_to_polars() -> None:
     assert _csv.parse_batch(odd, starts[1:], ends[1:], ["h1", "h2"]).rows() == [("1", 'a"b')]
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_polars_reads_only_the_records_given(newline: bytes) -> None:
+    # the quotes inside an unquoted cell send the batch to polars; the ragged record, the comment and the blank
+    # line between the records given must not come with them
+    lines = [b"h1,h2", b'1,a"b"c', b"x,y,z", b"2,c", b"#note", b"3,d", b"", b"4,e", b"5,f"]
+    data = newline.join(lines) + newline
+    starts, ends, _, fields_, _, _ = scan(data, 1, 44, True)
+    good = (fields_ == 2) & (ends > starts)
+    good[0] = False  # the header
+    good[4] = False  # the comment
+    assert _csv.runs(data, starts[good], ends[good]) == [
+        (int(starts[1]), int(ends[1])), (int(starts[3]), int(ends[3])), (int(starts[5]), int(ends[5])),
+        (int(starts[7]), int(ends[8]))]
+    frame = _csv.parse_batch(data, starts[good], ends[good], ["h1", "h2"])
+    assert frame.rows() == [("1", 'a"b"c'), ("2", "c"), ("3", "d"), ("4", "e"), ("5", "f")]
+
+
 def test_bad_arguments() -> None:
     one = np.array([0])
     with pytest.raises(ValueError, match="separator must be one byte other than a quote or a line break, got 34"):

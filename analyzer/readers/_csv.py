@@ -125,7 +125,7 @@ def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[
         columns = _fields(data, starts, ends, np.asarray(keep, dtype=np.int64), len(header), ord(separator))
         if columns is not None:
             return pl.DataFrame([_string_series(name, len(starts), *column) for name, column in zip(names, columns)])
-    spans = runs(np.ones(len(starts), dtype=bool), starts, ends)
+    spans = runs(data, starts, ends)
     count = len(starts)
 
     def exact() -> bytes:
@@ -169,12 +169,17 @@ def _parse_python(body: bytes, width: int, keep: list[int], names: list[str], se
                         schema={name: pl.String for name in names})
 
 
-def runs(good: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
-    """Byte spans covering consecutive good records (one span per run, not per record)."""
-    if not good.any():
+def runs(data: bytes, starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
+    """Byte spans of `data` covering the records at `starts`/`ends` (line breaks left out), one
+    span per run of records only a line break (LF, or CRLF) apart: a record taken out between
+    two (ragged, a comment, a blank line) ends a run."""
+    if not len(starts):
         return []
-    idx = np.flatnonzero(good)
-    breaks = np.flatnonzero(np.diff(idx) != 1)
-    first = np.concatenate(([idx[0]], idx[breaks + 1]))
-    last = np.concatenate((idx[breaks], [idx[-1]]))
+    arr = np.frombuffer(data, dtype=np.uint8)
+    gap = starts[1:] - ends[:-1]
+    # `ends` stops before a CR of a CRLF, so the next record starts two bytes on
+    follows = (gap == 1) | ((gap == 2) & (arr[np.minimum(ends[:-1], len(arr) - 1)] == _CR))
+    breaks = np.flatnonzero(~follows)
+    first = np.concatenate(([0], breaks + 1))
+    last = np.concatenate((breaks, [len(starts) - 1]))
     return [(int(starts[a]), int(ends[b])) for a, b in zip(first, last)]
