@@ -220,8 +220,9 @@ def analyze(
         resumed = _resume(state, writer, sources, options)
         done = set(resumed[0]["files"]) if resumed is not None else set()
         fresh = [part for part in state.parts() if part.name not in done]
-        for batch in readers.iter_parquet(fresh, [*readers.SCHEMA, "_key"]):
-            writer(writer.reserve(), batch)
+        # hashed again rather than read: the state's hashes may be another polars version's
+        for batch in readers.iter_parquet(fresh, list(readers.SCHEMA)):
+            writer(writer.reserve(), batch.with_columns(readers.record_keys(batch)))
     # without a state, "records" covers reading too: batches are attributed as they are read
     dupes = writer.finish()
     day_parts = _io.record_day_parts(records_dir)  # the parts are final from here on
@@ -600,14 +601,17 @@ def _resume(state: State, writer: RecordWriter, sources: dict[str, str], options
     """Start `writer` from the state's records generation: its parts and hashes linked into
     place, the records of changed files (`sources`: the state's records files -> the source
     file they hold) removed. Returns the generation's meta and the changed files' names, or
-    None when every record must be attributed again: no generation, another attribution, a
-    time filter (now or when the generation was written), or a changed file on a day where
-    copies were removed (its records may have stood for copies in other files, now gone)."""
+    None when every record must be attributed again: no generation, another attribution or
+    de-duplication hash, a time filter (now or when the generation was written), or a changed
+    file on a day where copies were removed (its records may have stood for copies in other
+    files, now gone)."""
     found = state.generation()
     if found is None or options.since is not None or options.until is not None:
         return None
     folder, meta = found
     if meta.get("fingerprint") != writer.fingerprint or meta.get("filtered", True):
+        return None
+    if meta.get("key") != readers.KEY_FORMAT:  # its hashes cannot be compared with this run's
         return None
     parts = sorted((p.parent.name.removeprefix("date="), p.stem)
                    for p in (folder / "records").glob("*/part-*.parquet"))
@@ -644,7 +648,8 @@ def _save_generation(folder: Path, writer: RecordWriter, sources: dict[str, str]
         duplicates[source] = duplicates.get(source, 0) + n
     _link_tree(writer.root, folder / "records")
     next_batch, next_part = writer.next_numbers
-    doc = {"fingerprint": writer.fingerprint, "filtered": writer.since is not None or writer.until is not None,
+    doc = {"fingerprint": writer.fingerprint, "key": readers.KEY_FORMAT,
+           "filtered": writer.since is not None or writer.until is not None,
            "files": sources, "next_batch": next_batch, "next_part": next_part, "days": days, "duplicates": duplicates,
            "parts": sum(1 for _ in (folder / "records").glob("*/part-*.parquet"))}
     (folder / "meta.json").write_text(json.dumps(doc), encoding="utf-8")

@@ -39,8 +39,8 @@ from analyzer.readers._dates import CULTURE_DATE, DateOrder, decide_order, parse
 from analyzer.readers._formats import MSGTRK_FIELDS, NEEDED, detect_columns, key, looks_like_config, normalize
 from analyzer.readers._schema import DIRECTIONS, EVENTS, FORMATS, SCHEMA, finalize
 
-__all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "SCHEMA", "FileReport", "Ingest", "RecordSink", "detect",
-           "ingest", "iter_parquet", "read", "REJECTS_SCHEMA", "TOTALS_SCHEMA", "unique_batches"]
+__all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "KEY_FORMAT", "SCHEMA", "FileReport", "Ingest", "RecordSink", "detect",
+           "ingest", "iter_parquet", "read", "record_keys", "REJECTS_SCHEMA", "TOTALS_SCHEMA", "unique_batches"]
 
 #: Where `ingest(..., sink=)` hands each batch of records: ``sink(number, frame)``.
 RecordSink = Callable[[int, pl.DataFrame], None]
@@ -57,6 +57,10 @@ _RAW_LIMIT = 2000  # characters of a rejected row kept in the rejects file
 # received time) since a later export may show a newer status for the same row.
 _CONTENT = [c for c in SCHEMA if c not in ("source_file", "source_line")]
 _TRACE_KEY = ["source_format", "message_key", "recipient", "timestamp"]
+# `_key` is polars' row hash of those columns, which polars does not promise to keep from one of
+# its versions to the next: hashes kept from an earlier run (a state's records generation) are
+# compared with new ones only when made the same way, as this names.
+KEY_FORMAT = f"polars {pl.__version__} hash_rows 0x5EED"
 # Beside `_key` in spooled or sunk batches: the Parquet input a record was read from (null for
 # the other formats, whose source_file is the input). A Parquet record's source_file names the
 # log it first came from, so its copies are counted against the Parquet file by this column.
@@ -483,7 +487,7 @@ def _convert(fmt: str, raw: pl.DataFrame, path: Path, order: DateOrder, raw_text
         rows = [(r[0], r[1], r[2], texts.get(r[0], "")) for r in rows]
         part = part.filter(~bad)
     part = part.with_columns(pl.col("_size").str.strip_chars().cast(pl.Int64, strict=False).alias("size_bytes"))
-    final = _with_key(finalize(part, fmt, str(path)), fmt)
+    final = _with_key(finalize(part, fmt, str(path)))
     spool.write("records", final, index)
     return final.height, rows
 
@@ -530,17 +534,26 @@ def _check_parquet(path: Path) -> FileReport:
     return FileReport(str(path), "parquet", encoding="parquet", rows_read=rows, rows_kept=rows)
 
 
-def _key_expr(frame: pl.DataFrame | None = None) -> pl.Expr:
-    """`_key` of rows of any format (Parquet inputs mix them): see `_with_key`. Given the
-    `frame`, only the hash its rows need is computed (both branches of a when/then are)."""
-    trace, content = pl.struct(_TRACE_KEY).hash(seed=0x5EED), pl.struct(_CONTENT).hash(seed=0x5EED)
-    if frame is not None:
-        is_trace = frame.get_column("source_format") == "exo_trace"
-        if not is_trace.any():
-            return content
-        if is_trace.all():
-            return trace
-    return pl.when(pl.col("source_format") == "exo_trace").then(trace).otherwise(content)
+def record_keys(frame: pl.DataFrame) -> pl.Series:
+    """`_key`, the de-duplication hash, of every row of the normalized `frame` (any mix of
+    formats): a row hash of `_TRACE_KEY` for message trace summaries, of `_CONTENT` otherwise.
+    Rows hashed as a whole (`hash_rows`) cost a fifth of hashing them as one struct column."""
+    # a row without a format is not a trace summary (and `all` would skip its null)
+    is_trace = (frame.get_column("source_format") == "exo_trace").fill_null(False)
+    if not is_trace.any():
+        keys = frame.select(_CONTENT).hash_rows(seed=0x5EED)
+    elif is_trace.all():
+        keys = frame.select(_TRACE_KEY).hash_rows(seed=0x5EED)
+    else:
+        keys = frame.select(_CONTENT).hash_rows(seed=0x5EED).zip_with(
+            ~is_trace, frame.select(_TRACE_KEY).hash_rows(seed=0x5EED))
+    return keys.alias("_key")
+
+
+def _key_expr() -> pl.Expr:
+    """`record_keys` as an expression over the normalized columns, for a lazy frame."""
+    return pl.struct(list(SCHEMA)).map_batches(lambda rows: record_keys(rows.struct.unnest()),
+                                                return_dtype=pl.UInt64, is_elementwise=True)
 
 
 def _read_parquet(paths: list[Path], spool: _Spool) -> list[FileReport]:
@@ -623,13 +636,11 @@ def _parquet_parts(paths: Iterable[Path], columns: Iterable[str], batch_rows: in
 
 def _sink_parquet_batch(part: Callable[[], pl.DataFrame], spool: _Spool, index: int) -> None:
     frame = part().select([pl.col(c).cast(t) for c, t in SCHEMA.items()] + [pl.col(INPUT)])
-    frame = frame.with_columns(_key_expr(frame).alias("_key"))
-    spool.write("records", frame, index)
+    spool.write("records", _with_key(frame), index)
 
 
-def _with_key(frame: pl.DataFrame, fmt: str) -> pl.DataFrame:
-    cols = _TRACE_KEY if fmt == "exo_trace" else _CONTENT
-    return frame.with_columns(pl.struct(cols).hash(seed=0x5EED).alias("_key"))
+def _with_key(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(record_keys(frame))
 
 
 def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileReport, spool: _Spool) -> None:
@@ -882,7 +893,7 @@ def _spool_postfix(records: pl.DataFrame, path: Path, report: FileReport, spool:
     final = final.with_columns(
         pl.when(pl.col("event").is_in(["receive"]) | (pl.col("status") == "reject"))
         .then(pl.col("client_ip")).otherwise(pl.col("throttled_ip")).alias("client_ip"))
-    final = _with_key(final, "postfix")
+    final = _with_key(final)
     report.rows_kept += final.height
     spool.write("records", final)
 
