@@ -374,7 +374,10 @@ class RecordWriter:
                   else pl.repeat(None, batch.height, dtype=pl.String, eager=True).alias(readers.INPUT))
         attributed = self.attributor.attribute(batch.drop("_key", readers.INPUT, strict=False)).with_columns(
             pl.col("timestamp").dt.date().alias("_day"), keys, origin)
-        days = attributed.partition_by("_day", as_dict=True, maintain_order=True)
+        day = attributed.get_column("_day")
+        # most batches hold a single day (logs are written in time order): no copy to split them
+        days = ({(day[0],): attributed} if day.n_unique() == 1
+                else attributed.partition_by("_day", as_dict=True, maintain_order=True))
         ready = []
         with self._lock:
             for (day,), rows in days.items():
