@@ -687,8 +687,9 @@ def _store(state: State, ingest: readers.Ingest, prints: dict[str, tuple[int, in
     for report in ingest.files:
         path = Path(report.path)
         parts = by_file.get(report.path)
-        records = (pl.scan_parquet(parts).drop(readers.INPUT) if parts
-                   else pl.DataFrame(schema={**readers.SCHEMA, "_key": pl.UInt64}))
+        # without their hashes: a later run makes them again (`analyze`), with its own polars
+        records = (pl.scan_parquet(parts).drop(readers.INPUT, "_key") if parts
+                   else pl.DataFrame(schema=readers.SCHEMA))
         state.store(path, prints[str(path.resolve())], records,
                     rejects.filter(pl.col("source_file") == report.path), asdict(report))
 

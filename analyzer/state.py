@@ -115,7 +115,7 @@ class State:
 
     def store(self, path: Path, fp: tuple[int, int, str], records: pl.DataFrame | pl.LazyFrame,
               rejects: pl.DataFrame, report: dict[str, Any]) -> None:
-        """Keep `records` (normalized, with `_key`) and `rejects` as those of `path`, replacing
+        """Keep `records` (the normalized columns) and `rejects` as those of `path`, replacing
         what an earlier version of the file gave. The manifest is only updated by `commit`.
         Lazy records are streamed to disk, never held whole."""
         key = str(path.resolve())
