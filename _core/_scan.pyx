@@ -501,10 +501,15 @@ def iso_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data):
     form ``YYYY-MM-DDTHH:MM:SS[.f][Z]``: ``(micros, ok)``, microseconds since the epoch (UTC)
     and whether the string had that form and a real date. `ok` is False for any other text,
     which the caller parses the general way."""
+    return _timestamps(offsets, data, 0)
+
+
+cdef object _timestamps(const int64_t[::1] offsets, const uint8_t[::1] data, int form):
+    # form 0: ISO 8601 (`_iso`); 1: culture, month first; 2: culture, day first (`_culture`)
     cdef Py_ssize_t n = offsets.shape[0] - 1 if offsets.shape[0] else 0
     micros = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=np.bool_)
-    cdef int64_t[::1] m = micros
+    cdef int64_t[::1] out = micros
     cdef uint8_t[::1] good = ok.view(np.uint8)
     cdef Py_ssize_t i
     cdef int64_t lo, hi
@@ -520,8 +525,97 @@ def iso_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data):
             lo = offsets[i]
             hi = offsets[i + 1]
             if hi > lo:
-                good[i] = _iso(base + lo, hi - lo, &m[i])
+                good[i] = (_iso(base + lo, hi - lo, &out[i]) if form == 0
+                           else _culture(base + lo, hi - lo, form == 2, &out[i]))
     return micros, ok
+
+
+# ---- culture timestamps (M/D/YYYY h:mm:ss AM, DD.MM.YYYY HH:MM...) --------------------------------
+
+cdef inline int _field(const uint8_t *p, int64_t n, int64_t *pos, int lo, int hi, int64_t *value) noexcept nogil:
+    # `lo` to `hi` digits at p[pos], and no digit right after them
+    cdef int count = 0
+    cdef int64_t v = 0
+    while pos[0] < n and count < hi and 48 <= p[pos[0]] <= 57:
+        v = v * 10 + (p[pos[0]] - 48)
+        pos[0] += 1
+        count += 1
+    if count < lo or (pos[0] < n and 48 <= p[pos[0]] <= 57):
+        return 0
+    value[0] = v
+    return 1
+
+
+cdef int _culture(const uint8_t *p, int64_t n, bint day_first, int64_t *micros) noexcept nogil:
+    """One of the culture forms `readers._dates` tries (mdy: ``M/D/YYYY h:mm[:ss] AM`` or 24-hour;
+    dmy: ``D/M/YYYY``, ``D.M.YYYY`` or ``D-M-YYYY`` with seconds, 24-hour, or ``D/M/YYYY h:mm:ss
+    AM``) as microseconds since the epoch; 0 for any other text, which polars' strptime then
+    parses, so only the plain shapes are read here: 1-2 digit day, month and hour, 2-digit
+    minutes and seconds, a 4-digit year, single spaces."""
+    cdef int64_t pos = 0, a, b, year, hour, minute, second = 0, day, month, month_days
+    cdef uint8_t sep, c, m
+    cdef bint seconds = 0, ampm = 0, pm = 0
+    if not _field(p, n, &pos, 1, 2, &a) or pos >= n:
+        return 0
+    sep = p[pos]
+    if sep != 47 and sep != 46 and sep != 45:  # '/', '.', '-'
+        return 0
+    pos += 1
+    if not _field(p, n, &pos, 1, 2, &b) or pos >= n or p[pos] != sep:
+        return 0
+    pos += 1
+    if not _field(p, n, &pos, 4, 4, &year) or pos >= n or p[pos] != 32:
+        return 0
+    pos += 1
+    if not _field(p, n, &pos, 1, 2, &hour) or pos >= n or p[pos] != 58:
+        return 0
+    pos += 1
+    if not _field(p, n, &pos, 2, 2, &minute):
+        return 0
+    if pos < n and p[pos] == 58:
+        pos += 1
+        if not _field(p, n, &pos, 2, 2, &second):
+            return 0
+        seconds = 1
+    if pos < n:
+        if n - pos != 3 or p[pos] != 32:
+            return 0
+        c = p[pos + 1] | 0x20
+        m = p[pos + 2] | 0x20
+        if m != 109 or (c != 97 and c != 112):  # "am" / "pm", any case
+            return 0
+        ampm = 1
+        pm = c == 112
+    if day_first:  # the dmy forms: AM/PM only as D/M/YYYY with seconds, '-' only with seconds
+        day, month = a, b
+        if (ampm and (sep != 47 or not seconds)) or (sep == 45 and not seconds):
+            return 0
+    else:
+        month, day = a, b
+        if sep != 47:
+            return 0
+    if ampm:
+        if hour < 1 or hour > 12:
+            return 0
+        hour = hour % 12 + (12 if pm else 0)
+    if year < 1 or month < 1 or month > 12 or day < 1 or hour > 23 or minute > 59 or second > 59:
+        return 0
+    if month == 2:
+        month_days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        month_days = 30
+    else:
+        month_days = 31
+    if day > month_days:
+        return 0
+    micros[0] = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second) * 1000000
+    return 1
+
+
+def culture_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data, bint day_first):
+    """`iso_timestamps` for the culture forms of `_culture` (month first, or `day_first`):
+    ``(micros, ok)``; `ok` is False for every other text."""
+    return _timestamps(offsets, data, 2 if day_first else 1)
 
 
 # ---- whitespace at the ends of strings ---------------------------------------------------------

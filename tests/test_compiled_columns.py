@@ -133,3 +133,68 @@ def test_edge_space_refuses_views_outside_their_buffers() -> None:
         _scan.edge_space(view, [b"short"])
     with pytest.raises(ValueError, match="not a whole number of 16-byte views"):
         _scan.edge_space(np.zeros(15, dtype=np.uint8), [])
+
+
+# ---- culture timestamps: the compiled parser and its fallback against polars' strptime chain
+
+from analyzer.readers._dates import _CULTURE_FORMATS  # noqa: E402
+
+
+def _culture(a: int, b: int, year: int, hour: int, minute: int, second: int, pads: tuple[bool, bool, bool],
+             sep: str, clock: str, ampm: str, seconds: bool) -> str:
+    field = lambda v, pad: f"{v:02d}" if pad else str(v)  # noqa: E731
+    time = f"{field(hour, pads[2])}:{minute:02d}" + (f":{second:02d}" if seconds else "")
+    return f"{field(a, pads[0])}{sep}{field(b, pads[1])}{sep}{year:04d}{clock}{time}{ampm}"
+
+
+near_culture = st.builds(
+    _culture, st.integers(0, 32), st.integers(0, 32), st.integers(0, 9999), st.integers(0, 25),
+    st.integers(0, 61), st.integers(0, 61), st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    st.sampled_from(["/", "/", ".", "-", ":"]), st.sampled_from([" ", " ", "  ", "T"]),
+    st.sampled_from(["", "", " AM", " PM", " am", " pM", "AM", " A", " AMX"]), st.booleans(),
+)
+culture_texts = st.one_of(
+    near_culture,
+    st.builds(_mutate, near_culture, st.integers(0, 24), st.sampled_from(list("0123459:/.- APMx"))),
+    st.text(max_size=24),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(st.one_of(st.none(), culture_texts), max_size=30), st.sampled_from(["mdy", "dmy"]))
+def test_culture_fast_path_equals_polars_strptime(values: list[str | None], order: str) -> None:
+    series = pl.Series(values, dtype=pl.String)
+    formats = _CULTURE_FORMATS[order]
+    fast = _compiled.culture_timestamps(series, formats, order == "dmy")
+    assert fast.cast(pl.Int64).to_list() == _compiled.culture_polars(series, formats).cast(pl.Int64).to_list()
+
+
+@settings(max_examples=300, deadline=None)
+@given(near_culture, st.sampled_from(["mdy", "dmy"]))
+def test_culture_compiled_parser_agrees_wherever_it_reads(text: str, order: str) -> None:
+    arr = pl.Series([text]).to_arrow()
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[:2]
+    micros, ok = _scan.culture_timestamps(offsets, np.frombuffer(arr.buffers()[2], dtype=np.uint8), order == "dmy")
+    expected = _compiled.culture_polars(pl.Series([text]), _CULTURE_FORMATS[order]).cast(pl.Int64)[0]
+    if ok[0]:
+        assert micros[0] == expected
+
+
+def test_the_plain_culture_forms_are_read_compiled() -> None:
+    # what Get-MessageTrace exports write (en-US) and the 24-hour European forms: none of them
+    # may be left to the slow path
+    cases = {"mdy": ["11/8/2026 7:17:05 AM", "1/31/2026 12:00:00 PM", "12/31/2026 12:59:59 am", "2/29/2024 23:00",
+                     "02/03/2026 4:05 PM"],
+             "dmy": ["08.11.2026 17:05:00", "31/01/2026 00:00:00", "1-2-2026 13:14:15", "29.02.2024 23:59",
+                     "8/11/2026 7:17:05 PM"]}
+    for order, values in cases.items():
+        arr = pl.Series(values).to_arrow()
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[: len(values) + 1]
+        micros, ok = _scan.culture_timestamps(offsets, np.frombuffer(arr.buffers()[2], dtype=np.uint8),
+                                              order == "dmy")
+        assert ok.all(), (order, [v for v, good in zip(values, ok) if not good])
+        expected = _compiled.culture_polars(pl.Series(values), _CULTURE_FORMATS[order]).cast(pl.Int64).to_list()
+        assert micros.tolist() == expected
+    got = _compiled.culture_timestamps(pl.Series(["11/8/2026 7:17:05 PM", "13/8/2026 1:00 PM", None]),
+                                       _CULTURE_FORMATS["mdy"], False).to_list()
+    assert got == [dt.datetime(2026, 11, 8, 19, 17, 5), None, None]

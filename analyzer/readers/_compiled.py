@@ -4,15 +4,18 @@ the two agree."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 try:
+    from analyzer._scan import culture_timestamps as _culture_timestamps
     from analyzer._scan import edge_space as _edge_space
     from analyzer._scan import iso_timestamps as _iso_timestamps
 except ImportError:  # not built: polars does it all
-    _edge_space = _iso_timestamps = None
+    _edge_space = _iso_timestamps = _culture_timestamps = None
 
 COMPILED = _iso_timestamps is not None
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S%.f"
@@ -41,16 +44,47 @@ def iso_timestamps(text: pl.Series) -> pl.Series:
     has another form. The compiled parser takes the plain form of nearly every export; the few
     texts it leaves go through `iso_polars`, which is also the whole path when the extension is
     not built."""
-    if _iso_timestamps is None or text.len() == 0:
+    if _iso_timestamps is None:
         return iso_polars(text).alias("timestamp")
-    micros, ok = _iso_timestamps(*_buffers(text))
+    return _parsed(text, _iso_timestamps, iso_polars)
+
+
+def culture_polars(text: pl.Series, formats: Sequence[str]) -> pl.Series:
+    """The twin of `culture_timestamps`: polars' strptime with each of `formats` in turn, on what
+    the earlier ones left (chrono takes 1- or 2-digit days, months and hours, and AM/PM in any
+    case)."""
+    parsed = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
+    for fmt in formats:
+        missing = parsed.is_null() & text.is_not_null()
+        if not missing.any():
+            break
+        idx = missing.arg_true()
+        parsed = parsed.scatter(idx, text.gather(idx).str.strptime(pl.Datetime("us"), fmt, strict=False))
+    return parsed
+
+
+def culture_timestamps(text: pl.Series, formats: Sequence[str], day_first: bool) -> pl.Series:
+    """Texts in a file's culture form (`readers._dates`' `formats` for its day/month order) as
+    Datetime("us"), null where none of them applies: the compiled parser reads the plain shapes
+    (``11/8/2026 7:17:05 AM``, ``08.11.2026 17:05:00``), polars' strptime the rest."""
+    if _culture_timestamps is None:
+        return culture_polars(text, formats).alias("timestamp")
+    return _parsed(text, lambda offsets, data: _culture_timestamps(offsets, data, day_first),
+                   lambda rest: culture_polars(rest, formats))
+
+
+def _parsed(text: pl.Series, compiled: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
+            twin: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    if text.len() == 0:
+        return twin(text).alias("timestamp")
+    micros, ok = compiled(*_buffers(text))
     # a null text has an empty slot: never ok, so it stays null
     fast = pl.Series("timestamp", micros).cast(pl.Datetime("us"))
     fast = pl.select(pl.when(pl.Series(ok)).then(fast)).to_series()
     left = fast.is_null() & text.is_not_null()
     if left.any():
         idx = left.arg_true()
-        fast = fast.scatter(idx, iso_polars(text.gather(idx)))
+        fast = fast.scatter(idx, twin(text.gather(idx)))
     return fast.alias("timestamp")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from analyzer.readers._compiled import iso_timestamps
+from analyzer.readers._compiled import culture_timestamps, iso_timestamps
 
 TIMESTAMP = pl.Datetime("us", "UTC")
 
@@ -111,14 +111,9 @@ def parse_timestamps(values: pl.Series, order: DateOrder) -> pl.Series:
     else:
         fast = iso_timestamps(text)
     missing = fast.is_null() & text.is_not_null()
-    for fmt in culture:
-        if not missing.any():
-            break
-        # the file's culture form, tried on what is still unparsed (chrono takes 1- or 2-digit
-        # days, months and hours, and AM/PM in any case)
+    if culture and missing.any():  # the file's culture form, on what is still unparsed
         idx = missing.arg_true()
-        got = text.gather(idx).str.strptime(pl.Datetime("us"), fmt, strict=False)
-        fast = fast.scatter(idx, got)
+        fast = fast.scatter(idx, culture_timestamps(text.gather(idx), culture, order.order == "dmy"))
         missing = fast.is_null() & text.is_not_null()
     if not missing.any():
         return fast.dt.replace_time_zone(UTC_NAME).alias("timestamp")
