@@ -53,7 +53,7 @@ def culture_polars(text: pl.Series, formats: Sequence[str]) -> pl.Series:
     """The twin of `culture_timestamps`: polars' strptime with each of `formats` in turn, on what
     the earlier ones left (chrono takes 1- or 2-digit days, months and hours, and AM/PM in any
     case)."""
-    parsed = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
+    parsed = pl.repeat(None, text.len(), dtype=pl.Datetime("us"), eager=True).alias("timestamp")
     for fmt in formats:
         missing = parsed.is_null() & text.is_not_null()
         if not missing.any():

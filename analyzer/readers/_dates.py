@@ -107,7 +107,7 @@ def parse_timestamps(values: pl.Series, order: DateOrder) -> pl.Series:
     # form), and send only what it leaves (offsets, /Date()/, garbage) through the general path.
     culture = _CULTURE_FORMATS.get(order.order or "", ())
     if culture and not text.head(1000).str.contains(r"^\d{4}-").any():
-        fast = pl.Series("timestamp", [None] * text.len(), dtype=pl.Datetime("us"))
+        fast = pl.repeat(None, text.len(), dtype=pl.Datetime("us"), eager=True).alias("timestamp")
     else:
         fast = iso_timestamps(text)
     missing = fast.is_null() & text.is_not_null()
