@@ -15,7 +15,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF
 from libc.stdint cimport uint8_t, int32_t, uint32_t, int64_t, uint64_t
-from libc.string cimport memchr, memcpy, memset
+from libc.string cimport memchr, memcmp, memcpy, memset
 
 import numpy as np
 
@@ -616,6 +616,73 @@ def culture_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data, bint
     """`iso_timestamps` for the culture forms of `_culture` (month first, or `day_first`):
     ``(micros, ok)``; `ok` is False for every other text."""
     return _timestamps(offsets, data, 2 if day_first else 1)
+
+
+# ---- the keys of NDJSON objects ---------------------------------------------------------------
+
+def json_keys_within(const uint8_t[::1] data, list known):
+    """Whether every member name of the top-level objects in `data` (NDJSON: one value a line)
+    is one of `known` (bytes, as written). False as well for a name written with an escape,
+    which is not compared. Polars, given a schema inferred from the first rows, drops the
+    members it does not name without a word: this tells when that schema covers them all.
+    Only meaningful for valid JSON (polars refuses the rest)."""
+    cdef Py_ssize_t n = data.shape[0], count = len(known), i = 0, j, k
+    cdef const uint8_t *p = &data[0] if n else NULL
+    cdef int depth = 0
+    cdef bint in_string = 0, want_name = 0, found, covered = 1
+    cdef uint8_t c
+    names = [bytes(name) for name in known]
+    cdef const uint8_t **starts = <const uint8_t **>PyMem_Malloc((count + 1) * sizeof(uint8_t *))
+    cdef Py_ssize_t *sizes = <Py_ssize_t *>PyMem_Malloc((count + 1) * sizeof(Py_ssize_t))
+    if starts == NULL or sizes == NULL:
+        PyMem_Free(starts)
+        PyMem_Free(sizes)
+        raise MemoryError()
+    try:
+        for k in range(count):
+            starts[k] = <const uint8_t *><char *>names[k]
+            sizes[k] = len(names[k])
+        with nogil:
+            while i < n:
+                c = p[i]
+                if in_string:
+                    if c == 92:  # a backslash: the next byte is escaped
+                        i += 2
+                        continue
+                    if c == 34:
+                        in_string = 0
+                elif c == 34:
+                    if depth == 1 and want_name:
+                        j = i + 1
+                        while j < n and p[j] != 34 and p[j] != 92:
+                            j += 1
+                        if j >= n or p[j] == 92:
+                            covered = 0
+                            break
+                        found = 0
+                        for k in range(count):
+                            if sizes[k] == j - i - 1 and memcmp(starts[k], p + i + 1, j - i - 1) == 0:
+                                found = 1
+                                break
+                        if not found:
+                            covered = 0
+                            break
+                        want_name = 0
+                        i = j
+                    else:
+                        in_string = 1
+                elif c == 123 or c == 91:  # '{', '['
+                    depth += 1
+                    want_name = depth == 1 and c == 123
+                elif c == 125 or c == 93:  # '}', ']'
+                    depth -= 1
+                elif c == 44 and depth == 1:  # ',' between members
+                    want_name = 1
+                i += 1
+    finally:
+        PyMem_Free(starts)
+        PyMem_Free(sizes)
+    return bool(covered)
 
 
 # ---- whitespace at the ends of strings ---------------------------------------------------------

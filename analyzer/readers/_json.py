@@ -15,6 +15,11 @@ import polars as pl
 
 from analyzer._text import TextSource
 
+try:
+    from analyzer._scan import json_keys_within as _json_keys_within
+except ImportError:  # not built: the types come from every row
+    _json_keys_within = None
+
 _DECODER = json.JSONDecoder()
 _WS = re.compile(r"\s*")
 _LIST_KEYS = ("value", "records", "Records", "results", "d")
@@ -125,7 +130,7 @@ def fast_ndjson(data: bytes, first_line: int) -> FrameBatch | None:
     if not nonblank.any():
         return None
     try:
-        frame = pl.read_ndjson(data, infer_schema_length=None)
+        frame = _read_ndjson(data)
     except Exception:  # noqa: BLE001 - any parse problem: the careful path reports it per line
         return None
     if frame.height != int(nonblank.sum()) or set(frame.columns) & _ENVELOPE_KEYS:
@@ -153,6 +158,30 @@ def fast_ndjson(data: bytes, first_line: int) -> FrameBatch | None:
             columns.append(pl.col(name).cast(pl.String))
     frame = frame.select(columns)
     return FrameBatch(frame, lines, _LazyTexts(data, keep_starts, keep_ends), ignored)
+
+
+# Rows whose types name the columns' types: polars' own default.
+_SCHEMA_ROWS = 100
+
+
+def _read_ndjson(data: bytes) -> pl.DataFrame:
+    """polars' read of a chunk of NDJSON, every member of every row in its columns.
+
+    Inferring the types from every row costs four times the parse itself; the first rows'
+    types do as well when they are flat (a nested object's or list's own members may differ
+    later) and name every member of every row, which the compiled `json_keys_within` checks:
+    polars would drop the others without a word. A later row whose type differs makes polars
+    refuse the read, and every row is then inferred."""
+    if _json_keys_within is not None:
+        try:
+            quick = pl.read_ndjson(data, infer_schema_length=_SCHEMA_ROWS)
+        except Exception:  # noqa: BLE001 - a later row of another type: infer from all of them
+            quick = None
+        if (quick is not None
+                and not any(isinstance(t, (pl.Struct, pl.List, pl.Array, pl.Object)) for t in quick.schema.values())
+                and _json_keys_within(np.frombuffer(data, dtype=np.uint8), [k.encode() for k in quick.columns])):
+            return quick
+    return pl.read_ndjson(data, infer_schema_length=None)
 
 
 class _LazyTexts:
