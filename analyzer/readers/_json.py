@@ -170,8 +170,9 @@ def _read_ndjson(data: bytes) -> pl.DataFrame:
     Inferring the types from every row costs four times the parse itself; the first rows'
     types do as well when they are flat (a nested object's or list's own members may differ
     later) and name every member of every row, which the compiled `json_keys_within` checks:
-    polars would drop the others without a word. A later row whose type differs makes polars
-    refuse the read, and every row is then inferred."""
+    polars would drop the others without a word. A later value that the first rows' type cannot
+    hold makes polars refuse the read (text takes any, as it does when every row is inferred),
+    and every row is then inferred."""
     if _json_keys_within is not None:
         try:
             quick = pl.read_ndjson(data, infer_schema_length=_SCHEMA_ROWS)
