@@ -277,6 +277,9 @@ def classify_column(values: pl.Series) -> pl.DataFrame:
     deferrals from ten thousand sources cost a handful of classify calls.
     Nulls give ``category="none"`` and nulls elsewhere.
     """
+    if values.null_count() == values.len():  # formats without replies (EmailEvents): nothing to read
+        return pl.DataFrame({name: pl.repeat(None, values.len(), dtype=dtype, eager=True)
+                             for name, dtype in _SCHEMA.items()}).with_columns(pl.lit("none").alias("category"))
     # the distinct replies and, per row, the index of its own: a gather puts the results back
     # in row order (cheaper than joining on the text)
     encoded = dictionary(values)

@@ -543,3 +543,11 @@ def test_classify_never_raises(text: str | None) -> None:
 def test_classify_column_property(values: list[str | None]) -> None:
     frame = classify_column(pl.Series("v", values, dtype=pl.String))
     assert frame.rows() == _expected_rows(values)
+
+
+def test_a_column_without_replies_gives_what_the_general_path_gives_its_nulls() -> None:
+    # EmailEvents and JSON traces log no reply at all: that column skips the distinct-value work
+    nulls = pl.Series([None, None, None], dtype=pl.String)
+    with_one = pl.Series([None, None, None, "451 4.7.500 Server busy"], dtype=pl.String)
+    assert classify_column(nulls).equals(classify_column(with_one).head(3))
+    assert classify_column(nulls.head(0)).equals(classify_column(with_one).head(0))
