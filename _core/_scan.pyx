@@ -547,11 +547,12 @@ cdef inline int _field(const uint8_t *p, int64_t n, int64_t *pos, int lo, int hi
 
 
 cdef int _culture(const uint8_t *p, int64_t n, bint day_first, int64_t *micros) noexcept nogil:
-    """One of the culture forms `readers._dates` tries (mdy: ``M/D/YYYY h:mm[:ss] AM`` or 24-hour;
-    dmy: ``D/M/YYYY``, ``D.M.YYYY`` or ``D-M-YYYY`` with seconds, 24-hour, or ``D/M/YYYY h:mm:ss
-    AM``) as microseconds since the epoch; 0 for any other text, which polars' strptime then
-    parses, so only the plain shapes are read here: 1-2 digit day, month and hour, 2-digit
-    minutes and seconds, a 4-digit year, single spaces."""
+    """One of the culture forms `readers._dates` tries, as microseconds since the epoch: month
+    first, ``M/D/YYYY h:mm[:ss]`` with AM/PM or on a 24-hour clock; day first, ``D/M/YYYY`` or
+    ``D.M.YYYY`` with ``HH:MM[:SS]``, ``D-M-YYYY HH:MM:SS``, or ``D/M/YYYY h:mm:ss`` with AM/PM.
+    0 for any other text, which polars' strptime then parses, so only the plain shapes are read
+    here: 1-2 digit day, month and hour, 2-digit minutes and seconds, a 4-digit year, single
+    spaces."""
     cdef int64_t pos = 0, a, b, year, hour, minute, second = 0, day, month, month_days
     cdef uint8_t sep, c, m
     cdef bint seconds = 0, ampm = 0, pm = 0
