@@ -621,28 +621,61 @@ def culture_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data, bint
 
 # ---- the keys of NDJSON objects ---------------------------------------------------------------
 
-def json_keys_within(const uint8_t[::1] data, list known):
+cdef struct _Names:
+    const uint8_t **starts
+    Py_ssize_t *sizes
+    Py_ssize_t count
+
+
+cdef _Names _names(list names) except *:
+    # pointers into the bytes of `names`, which the caller keeps alive
+    cdef _Names table
+    table.count = len(names)
+    table.starts = <const uint8_t **>PyMem_Malloc((table.count + 1) * sizeof(uint8_t *))
+    table.sizes = <Py_ssize_t *>PyMem_Malloc((table.count + 1) * sizeof(Py_ssize_t))
+    if table.starts == NULL or table.sizes == NULL:
+        PyMem_Free(table.starts)
+        PyMem_Free(table.sizes)
+        raise MemoryError()
+    for k in range(table.count):
+        table.starts[k] = <const uint8_t *><char *>names[k]
+        table.sizes[k] = len(names[k])
+    return table
+
+
+cdef inline bint _named(_Names *table, const uint8_t *name, Py_ssize_t size) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(table.count):
+        if table.sizes[k] == size and memcmp(table.starts[k], name, size) == 0:
+            return 1
+    return 0
+
+
+def json_keys_within(const uint8_t[::1] data, list known, bytes inner=b"", list inner_known=None):
     """Whether every member name of the top-level objects in `data` (NDJSON: one value a line)
-    is one of `known` (bytes, as written). False as well for a name written with an escape,
-    which is not compared. Polars, given a schema inferred from the first rows, drops the
-    members it does not name without a word: this tells when that schema covers them all.
-    Only meaningful for valid JSON (polars refuses the rest)."""
-    cdef Py_ssize_t n = data.shape[0], count = len(known), i = 0, j, k
+    is one of `known` (bytes, as written), and, when the member `inner` holds an object, every
+    name of that object one of `inner_known` (Defender's ``properties``). False as well for a
+    name written with an escape, which is not compared. Polars, given a schema inferred from the
+    first rows, drops the members it does not name without a word: this tells when that schema
+    covers them all. Only meaningful for valid JSON (polars refuses the rest)."""
+    cdef Py_ssize_t n = data.shape[0], i = 0, j
     cdef const uint8_t *p = &data[0] if n else NULL
     cdef int depth = 0
-    cdef bint in_string = 0, want_name = 0, found, covered = 1
+    cdef bint in_string = 0, want_name = 0, covered = 1, inner_next = 0, inner_open = 0
     cdef uint8_t c
-    names = [bytes(name) for name in known]
-    cdef const uint8_t **starts = <const uint8_t **>PyMem_Malloc((count + 1) * sizeof(uint8_t *))
-    cdef Py_ssize_t *sizes = <Py_ssize_t *>PyMem_Malloc((count + 1) * sizeof(Py_ssize_t))
-    if starts == NULL or sizes == NULL:
-        PyMem_Free(starts)
-        PyMem_Free(sizes)
-        raise MemoryError()
+    outer_names = [bytes(name) for name in known]
+    inner_names = [bytes(name) for name in inner_known or []]
+    cdef const uint8_t *inner_name = inner
+    cdef Py_ssize_t inner_size = len(inner)
+    cdef _Names outer = _names(outer_names)
+    cdef _Names nested
     try:
-        for k in range(count):
-            starts[k] = <const uint8_t *><char *>names[k]
-            sizes[k] = len(names[k])
+        nested = _names(inner_names)
+    except MemoryError:
+        PyMem_Free(outer.starts)
+        PyMem_Free(outer.sizes)
+        raise
+    try:
         with nogil:
             while i < n:
                 c = p[i]
@@ -653,36 +686,39 @@ def json_keys_within(const uint8_t[::1] data, list known):
                     if c == 34:
                         in_string = 0
                 elif c == 34:
-                    if depth == 1 and want_name:
+                    if want_name and (depth == 1 or (depth == 2 and inner_open)):
                         j = i + 1
                         while j < n and p[j] != 34 and p[j] != 92:
                             j += 1
-                        if j >= n or p[j] == 92:
+                        if j >= n or p[j] == 92 or not _named(&outer if depth == 1 else &nested, p + i + 1, j - i - 1):
                             covered = 0
                             break
-                        found = 0
-                        for k in range(count):
-                            if sizes[k] == j - i - 1 and memcmp(starts[k], p + i + 1, j - i - 1) == 0:
-                                found = 1
-                                break
-                        if not found:
-                            covered = 0
-                            break
+                        if depth == 1:
+                            inner_next = (inner_size > 0 and j - i - 1 == inner_size
+                                          and memcmp(inner_name, p + i + 1, inner_size) == 0)
                         want_name = 0
                         i = j
                     else:
                         in_string = 1
                 elif c == 123 or c == 91:  # '{', '['
                     depth += 1
-                    want_name = depth == 1 and c == 123
+                    if depth == 2:  # the object of `inner`: open until its depth is left
+                        inner_open = c == 123 and inner_next
+                    inner_next = 0
+                    want_name = c == 123 and (depth == 1 or (depth == 2 and inner_open))
                 elif c == 125 or c == 93:  # '}', ']'
                     depth -= 1
-                elif c == 44 and depth == 1:  # ',' between members
+                    if depth < 2:
+                        inner_open = 0
+                elif c == 44 and (depth == 1 or (depth == 2 and inner_open)):  # ',' between members
                     want_name = 1
+                    inner_next = 0
                 i += 1
     finally:
-        PyMem_Free(starts)
-        PyMem_Free(sizes)
+        PyMem_Free(outer.starts)
+        PyMem_Free(outer.sizes)
+        PyMem_Free(nested.starts)
+        PyMem_Free(nested.sizes)
     return bool(covered)
 
 

@@ -68,3 +68,49 @@ def test_a_member_first_seen_after_the_first_rows_is_kept() -> None:
     data = b'{"a": "x"}\n' * 150 + b'{"a": "y", "late": "kept"}\n'
     assert pl.read_ndjson(data, infer_schema_length=100).columns == ["a"]  # why the scan is needed
     assert _json._read_ndjson(data).get_column("late").to_list()[-1] == "kept"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"category": st.sampled_from(["EmailEvents", "Other"])},
+                                      optional={"properties": st.one_of(objects, scalars), "b": values}),
+                max_size=8),
+       st.lists(names, max_size=6))
+def test_the_properties_members_against_python_json(rows: list[dict], inner_known: list[str]) -> None:
+    data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    checked = [name for row in rows for name in [*row, *(row["properties"] if isinstance(row.get("properties"), dict)
+                                                        else [])]]
+    expected = (all(set(row) <= {"category", "properties", "b"} for row in rows)
+                and all(set(row["properties"]) <= set(inner_known) for row in rows
+                        if isinstance(row.get("properties"), dict))
+                and not any("\\" in json.dumps(name, ensure_ascii=False) for name in checked))
+    got = _scan.json_keys_within(np.frombuffer(data, dtype=np.uint8), [b"category", b"properties", b"b"],
+                                 b"properties", [k.encode() for k in inner_known])
+    assert got == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.fixed_dictionaries({"category": st.sampled_from(["AdvancedHunting-EmailEvents", "Other"]),
+                                       "properties": st.dictionaries(st.sampled_from(["Subject", "Size", "x"]),
+                                                                     st.one_of(st.none(), st.integers(0, 3),
+                                                                               st.text(max_size=3),
+                                                                               st.dictionaries(names, scalars,
+                                                                                               max_size=2)),
+                                                                     max_size=3)}), max_size=5))
+def test_defender_chunks_read_quickly_equal_the_read_of_every_row(tail: list[dict]) -> None:
+    head = {"category": "AdvancedHunting-EmailEvents", "properties": {"Subject": "s", "Size": 1}}
+    data = "".join(json.dumps(row) + "\n" for row in [head] * 120 + tail).encode()
+    try:
+        full = pl.read_ndjson(data, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        with pytest.raises(pl.exceptions.PolarsError):
+            _json._read_ndjson(data)
+        return
+    assert _json._read_ndjson(data).equals(full)
+
+
+def test_a_properties_member_first_seen_late_is_kept() -> None:
+    row = b'{"category": "AdvancedHunting-EmailEvents", "properties": {"Subject": "s"}}\n'
+    late = b'{"category": "AdvancedHunting-EmailEvents", "properties": {"Subject": "t", "SenderIPv4": "192.0.2.1"}}\n'
+    data = row * 150 + late
+    frame = _json._read_ndjson(data).unnest("properties")
+    assert frame.get_column("SenderIPv4").to_list()[-1] == "192.0.2.1"

@@ -169,20 +169,30 @@ def _read_ndjson(data: bytes) -> pl.DataFrame:
 
     Inferring the types from every row costs four times the parse itself; the first rows'
     types do as well when they are flat (a nested object's or list's own members may differ
-    later) and name every member of every row, which the compiled `json_keys_within` checks:
-    polars would drop the others without a word. A later value that the first rows' type cannot
-    hold makes polars refuse the read (text takes any, as it does when every row is inferred),
-    and every row is then inferred."""
+    later), but for Defender's ``properties`` object of plain values, and name every member of
+    every row (and of its ``properties``), which the compiled `json_keys_within` checks: polars
+    would drop the others without a word. A later value that the first rows' type cannot hold
+    makes polars refuse the read (text takes any, as it does when every row is inferred), and
+    every row is then inferred."""
     if _json_keys_within is not None:
         try:
             quick = pl.read_ndjson(data, infer_schema_length=_SCHEMA_ROWS)
         except Exception:  # noqa: BLE001 - a later row of another type: infer from all of them
             quick = None
-        if (quick is not None
-                and not any(isinstance(t, (pl.Struct, pl.List, pl.Array, pl.Object)) for t in quick.schema.values())
-                and _json_keys_within(np.frombuffer(data, dtype=np.uint8), [k.encode() for k in quick.columns])):
-            return quick
+        if quick is not None:
+            nested = {name: dtype for name, dtype in quick.schema.items() if not _plain(dtype)}
+            inner = nested.get("properties")
+            if (not nested or (len(nested) == 1 and isinstance(inner, pl.Struct)
+                               and all(_plain(f.dtype) for f in inner.fields))) and _json_keys_within(
+                    np.frombuffer(data, dtype=np.uint8), [k.encode() for k in quick.columns],
+                    b"properties" if inner is not None else b"",
+                    [f.name.encode() for f in inner.fields] if inner is not None else None):
+                return quick
     return pl.read_ndjson(data, infer_schema_length=None)
+
+
+def _plain(dtype: pl.DataType) -> bool:
+    return not isinstance(dtype, (pl.Struct, pl.List, pl.Array, pl.Object))
 
 
 class _LazyTexts:
