@@ -457,11 +457,28 @@ cdef inline int64_t _days_from_civil(int64_t y, int64_t m, int64_t d) noexcept n
     return era * 146097 + doe - 719468
 
 
+cdef int _civil(int64_t year, int64_t month, int64_t day, int64_t hour, int64_t minute, int64_t second,
+                int64_t frac, int64_t *micros) noexcept nogil:
+    # a real date and time of day (no 60th second) as microseconds since the epoch; 0 otherwise
+    cdef int64_t month_days
+    if year < 1 or month < 1 or month > 12 or day < 1 or hour > 23 or minute > 59 or second > 59:
+        return 0
+    if month == 2:
+        month_days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
+    elif month == 4 or month == 6 or month == 9 or month == 11:
+        month_days = 30
+    else:
+        month_days = 31
+    if day > month_days:
+        return 0
+    micros[0] = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second) * 1000000 + frac
+    return 1
+
+
 cdef int _iso(const uint8_t *p, int64_t n, int64_t *micros) noexcept nogil:
     """``YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z]`` as microseconds since the epoch (fraction truncated);
     0 for anything else, including impossible dates and a 60th second."""
     cdef int64_t year, month, day, hour, minute, second, frac = 0, k, digits = 0
-    cdef int64_t month_days
     if n > 0 and p[n - 1] == 90:  # 'Z'
         n -= 1
     if n < 19 or p[4] != 45 or p[7] != 45 or p[10] != 84 or p[13] != 58 or p[16] != 58:
@@ -481,19 +498,7 @@ cdef int _iso(const uint8_t *p, int64_t n, int64_t *micros) noexcept nogil:
         while digits < 6:
             frac *= 10
             digits += 1
-    if year < 1 or month < 1 or month > 12 or day < 1 or hour > 23 or minute > 59 or second > 59:
-        return 0
-    if month == 2:
-        month_days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
-    elif month == 4 or month == 6 or month == 9 or month == 11:
-        month_days = 30
-    else:
-        month_days = 31
-    if day > month_days:
-        return 0
-    micros[0] = ((_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second)
-                 * 1000000 + frac)
-    return 1
+    return _civil(year, month, day, hour, minute, second, frac, micros)
 
 
 def iso_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data):
@@ -553,7 +558,7 @@ cdef int _culture(const uint8_t *p, int64_t n, bint day_first, int64_t *micros) 
     0 for any other text, which polars' strptime then parses, so only the plain shapes are read
     here: 1-2 digit day, month and hour, 2-digit minutes and seconds, a 4-digit year, single
     spaces."""
-    cdef int64_t pos = 0, a, b, year, hour, minute, second = 0, day, month, month_days
+    cdef int64_t pos = 0, a, b, year, hour, minute, second = 0, day, month
     cdef uint8_t sep, c, m
     cdef bint seconds = 0, ampm = 0, pm = 0
     if not _field(p, n, &pos, 1, 2, &a) or pos >= n:
@@ -599,18 +604,7 @@ cdef int _culture(const uint8_t *p, int64_t n, bint day_first, int64_t *micros) 
         if hour < 1 or hour > 12:
             return 0
         hour = hour % 12 + (12 if pm else 0)
-    if year < 1 or month < 1 or month > 12 or day < 1 or hour > 23 or minute > 59 or second > 59:
-        return 0
-    if month == 2:
-        month_days = 29 if (year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)) else 28
-    elif month == 4 or month == 6 or month == 9 or month == 11:
-        month_days = 30
-    else:
-        month_days = 31
-    if day > month_days:
-        return 0
-    micros[0] = (_days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second) * 1000000
-    return 1
+    return _civil(year, month, day, hour, minute, second, 0, micros)
 
 
 def culture_timestamps(const int64_t[::1] offsets, const uint8_t[::1] data, bint day_first):
