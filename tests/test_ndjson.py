@@ -45,6 +45,18 @@ def test_member_names_in_values_and_nested_objects_do_not_count() -> None:
     assert not _within(b'{"\\u0061": 1}\n', ["a"])  # escaped: not compared
 
 
+def _assert_read_as_with_every_row(data: bytes) -> None:
+    # what polars reads with the first rows' types equals what it reads with every row's, or
+    # both refuse the chunk
+    try:
+        full = pl.read_ndjson(data, infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        with pytest.raises(pl.exceptions.PolarsError):
+            _json._read_ndjson(data)
+        return
+    assert _json._read_ndjson(data).equals(full)
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c", "Size"]),
                                 st.one_of(st.none(), st.booleans(), st.integers(-3, 3),
@@ -55,13 +67,7 @@ def test_the_quick_read_equals_the_read_of_every_row(tail: list[dict], head_kind
     # whatever polars reads with the first rows' types must equal what it reads with every row's
     head = [{"a": "x", "Size": 1}, {"a": "x", "b": True}, {"a": 1.5}, {"c": None, "a": "y"}][head_kind]
     data = "".join(json.dumps(row) + "\n" for row in [head] * 120 + tail).encode()
-    try:
-        full = pl.read_ndjson(data, infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        with pytest.raises(pl.exceptions.PolarsError):
-            _json._read_ndjson(data)
-        return
-    assert _json._read_ndjson(data).equals(full)
+    _assert_read_as_with_every_row(data)
 
 
 def test_a_member_first_seen_after_the_first_rows_is_kept() -> None:
@@ -99,13 +105,7 @@ def test_the_properties_members_against_python_json(rows: list[dict], inner_know
 def test_defender_chunks_read_quickly_equal_the_read_of_every_row(tail: list[dict]) -> None:
     head = {"category": "AdvancedHunting-EmailEvents", "properties": {"Subject": "s", "Size": 1}}
     data = "".join(json.dumps(row) + "\n" for row in [head] * 120 + tail).encode()
-    try:
-        full = pl.read_ndjson(data, infer_schema_length=None)
-    except pl.exceptions.PolarsError:
-        with pytest.raises(pl.exceptions.PolarsError):
-            _json._read_ndjson(data)
-        return
-    assert _json._read_ndjson(data).equals(full)
+    _assert_read_as_with_every_row(data)
 
 
 def test_a_properties_member_first_seen_late_is_kept() -> None:
