@@ -538,15 +538,16 @@ def record_keys(frame: pl.DataFrame) -> pl.Series:
     """`_key`, the de-duplication hash, of every row of the normalized `frame` (any mix of
     formats): a row hash of `_TRACE_KEY` for message trace summaries, of `_CONTENT` otherwise.
     Rows hashed as a whole (`hash_rows`) cost a fifth of hashing them as one struct column."""
+    def hashed(columns: list[str]) -> pl.Series:
+        return frame.select(columns).hash_rows(seed=0x5EED)
+
     # a row without a format is not a trace summary (and `all` would skip its null)
     is_trace = (frame.get_column("source_format") == "exo_trace").fill_null(False)
-    if not is_trace.any():
-        keys = frame.select(_CONTENT).hash_rows(seed=0x5EED)
-    elif is_trace.all():
-        keys = frame.select(_TRACE_KEY).hash_rows(seed=0x5EED)
-    else:
-        keys = frame.select(_CONTENT).hash_rows(seed=0x5EED).zip_with(
-            ~is_trace, frame.select(_TRACE_KEY).hash_rows(seed=0x5EED))
+    if is_trace.all():
+        return hashed(_TRACE_KEY).alias("_key")
+    keys = hashed(_CONTENT)
+    if is_trace.any():  # a batch that mixes both kinds (Parquet inputs) needs both hashes
+        keys = keys.zip_with(~is_trace, hashed(_TRACE_KEY))
     return keys.alias("_key")
 
 
