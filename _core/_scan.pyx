@@ -150,7 +150,8 @@ cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends
                  Cell *cells, int64_t *sizes) noexcept nogil:
     """The cells of the kept columns (`slot[column]` >= 0: their place among the `k` kept) of the
     `n` records base[starts[r]:ends[r]] into cells[r * k + slot], and in `sizes` the bytes each
-    kept column's cells of over 12 bytes take (unescaped): those not inline in their view. False when a record is not `width` well-formed cells."""
+    kept column's cells of over 12 bytes take (unescaped): those not inline in their view.
+    False when a record is not `width` well-formed cells."""
     cdef Py_ssize_t r, f
     cdef const uint8_t *p
     cdef const uint8_t *end
