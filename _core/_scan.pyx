@@ -214,6 +214,12 @@ cdef bint _split(const uint8_t *base, const int64_t *starts, const int64_t *ends
     return True
 
 
+cdef inline bint _maybe_space(uint8_t c) noexcept nogil:
+    # ASCII whitespace, or any byte of a multi-byte character (which may be Unicode whitespace,
+    # such as U+00A0): a conservative "may need trimming"
+    return c == 32 or (9 <= c <= 13) or c >= 128
+
+
 cdef inline void _view(uint8_t *view, const uint8_t *src, int32_t length, int32_t index,
                        int32_t offset) noexcept nogil:
     # an Arrow string view: the length, then up to 12 bytes inline (zero-padded), or the first
@@ -231,10 +237,14 @@ cdef inline void _view(uint8_t *view, const uint8_t *src, int32_t length, int32_
 cdef void _columns(const uint8_t *base, const Cell *cells, Py_ssize_t n, Py_ssize_t k,
                    uint8_t **views, uint8_t **data, uint8_t **validity, int64_t *nulls) noexcept nogil:
     # the kept columns as Arrow string view arrays: 16-byte views, one data buffer for the cells
-    # of over 12 bytes, a validity bitmap (zeroed by the caller) and their nulls each. Record by
-    # record: a record's cells are read while its bytes are in the cache.
+    # of over 12 bytes, a validity bitmap (zeroed by the caller) and their nulls each; and, as
+    # `edge_space` would tell from the finished column, whether a value may start or end with
+    # whitespace and how many values are empty strings (normalization then need not scan the
+    # column again). Record by record: a record's cells are read while its bytes are in the cache.
     cdef Py_ssize_t r, j, i
-    cdef int64_t *pos = nulls + k  # the caller's room for k running positions after the counts
+    cdef int64_t *pos = nulls + k  # the caller's room: k running positions, edges, empties
+    cdef int64_t *edges = nulls + 2 * k
+    cdef int64_t *empties = nulls + 3 * k
     cdef const Cell *cell
     cdef const uint8_t *src
     cdef uint8_t *dst
@@ -244,6 +254,8 @@ cdef void _columns(const uint8_t *base, const Cell *cells, Py_ssize_t n, Py_ssiz
     for j in range(k):
         pos[j] = 0
         nulls[j] = 0
+        edges[j] = 0
+        empties[j] = 0
     for r in range(n):
         for j in range(k):
             cell = &cells[r * k + j]
@@ -265,28 +277,39 @@ cdef void _columns(const uint8_t *base, const Cell *cells, Py_ssize_t n, Py_ssiz
                     dst[length] = src[i]
                     length += 1
                     i += 2 if src[i] == 34 else 1  # the second quote of a pair is not copied
+                # never empty: a pair of quotes leaves one
+                if not edges[j] and (_maybe_space(dst[0]) or _maybe_space(dst[length - 1])):
+                    edges[j] = 1
                 if length <= 12:
                     memcpy(small, dst, length)
                     _view(view, small, length, 0, 0)
                 else:
                     _view(view, dst, length, 0, <int32_t>pos[j])
                     pos[j] += length
-            elif length <= 12:
-                _view(view, src, length, 0, 0)
             else:
-                memcpy(data[j] + pos[j], src, length)
-                _view(view, src, length, 0, <int32_t>pos[j])
-                pos[j] += length
+                if length == 0:
+                    empties[j] += 1
+                elif not edges[j] and (_maybe_space(src[0]) or _maybe_space(src[length - 1])):
+                    edges[j] = 1
+                if length <= 12:
+                    _view(view, src, length, 0, 0)
+                else:
+                    memcpy(data[j] + pos[j], src, length)
+                    _view(view, src, length, 0, <int32_t>pos[j])
+                    pos[j] += length
 
 
 def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1] ends,
            const int64_t[::1] keep, Py_ssize_t width, int separator=44):
     """The cells of columns `keep` (indices, increasing) of the CSV records data[starts[i]:ends[i]]
-    (each without its line break), as one ``(views, values, validity, nulls)`` per kept column:
-    the buffers of an Arrow string view array, `values` its one data buffer (the cells of over
-    12 bytes; shorter ones are inline in their view), `validity` a bitmap (None when `nulls`
-    is 0). Polars takes these as they are: its String columns are string views. `data` must be
-    valid UTF-8 (cells are cut at ASCII bytes, so each is too): it is not checked here.
+    (each without its line break), as one ``(views, values, validity, nulls, edge, empty)`` per
+    kept column: the buffers of an Arrow string view array, `values` its one data buffer (the
+    cells of over 12 bytes; shorter ones are inline in their view), `validity` a bitmap (None
+    when `nulls` is 0). Polars takes these as they are: its String columns are string views.
+    ``edge`` and ``empty`` are what `edge_space` would say of the column (whether a value may
+    start or end with whitespace; how many values are empty strings), learnt on the way.
+    `data` must be valid UTF-8 (cells are cut at ASCII bytes, so each is too): it is not
+    checked here.
 
     Read as polars' ``read_csv(quote_char='"', empty_string_is_null=True)`` reads them: an empty
     unquoted cell is null, ``""`` an empty string, a doubled quote inside quotes one quote. None
@@ -330,7 +353,7 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
     cdef uint8_t **views = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
     cdef uint8_t **values = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
     cdef uint8_t **validity = <uint8_t **>PyMem_Malloc(max(k, 1) * sizeof(uint8_t *))
-    counts_array = np.zeros(2 * max(k, 1), dtype=np.int64)  # nulls, then running positions
+    counts_array = np.zeros(4 * max(k, 1), dtype=np.int64)  # nulls, positions, edges, empties
     cdef int64_t[::1] counts = counts_array
     cdef uint8_t[::1] w, d, b
     try:
@@ -350,7 +373,8 @@ def fields(const uint8_t[::1] data, const int64_t[::1] starts, const int64_t[::1
         PyMem_Free(views)
         PyMem_Free(values)
         PyMem_Free(validity)
-    out = [(w_[:16 * n], d_[:sizes[j]], b_ if counts[j] else None, int(counts[j]))
+    out = [(w_[:16 * n], d_[:sizes[j]], b_ if counts[j] else None, int(counts[j]), bool(counts[2 * k + j]),
+            int(counts[3 * k + j]))
            for j, (w_, d_, b_) in enumerate(out)]
     return out
 
@@ -718,12 +742,6 @@ def json_keys_within(const uint8_t[::1] data, list known, bytes inner=b"", list 
 
 
 # ---- whitespace at the ends of strings ---------------------------------------------------------
-
-cdef inline bint _maybe_space(uint8_t c) noexcept nogil:
-    # ASCII whitespace, or any byte of a multi-byte character (which may be Unicode whitespace,
-    # such as U+00A0): a conservative "may need trimming"
-    return c == 32 or (9 <= c <= 13) or c >= 128
-
 
 def edge_space(const uint8_t[::1] views, list buffers):
     """For an Arrow string_view array (its 16-byte `views` and its variadic data `buffers`):

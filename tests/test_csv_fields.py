@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from analyzer.readers import _csv
+from analyzer.readers._compiled import needs_cleaning
 
 _compiled = pytest.importorskip("analyzer._scan")  # built by `pip install .`; CI checks it is
 fields, scan = _compiled.fields, _compiled.scan
@@ -34,7 +35,17 @@ def _polars(data: bytes, starts: np.ndarray, ends: np.ndarray, width: int, keep:
 
 
 def _frame(columns: list[tuple], keep: list[int], n: int) -> pl.DataFrame:
-    return pl.DataFrame([_csv._string_series(f"c{i}", n, *column) for i, column in zip(keep, columns)])
+    return pl.DataFrame([_csv._string_series(f"c{i}", n, *column[:4]) for i, column in zip(keep, columns)])
+
+
+def _assert_cleaning_known(columns: list[tuple], frame: pl.DataFrame) -> None:
+    # what the splitter learnt of each column is what a scan of the finished column says
+    for column, series in zip(columns, frame.get_columns()):
+        edge, empty = column[4:]
+        assert (edge, empty > 0) == needs_cleaning(series), series.to_list()
+        assert empty == (series == "").sum()
+        if not edge:  # nothing to trim: trimming changes no value
+            assert series.str.strip_chars().equals(series)
 
 
 def test_cells_as_polars_reads_them() -> None:
@@ -44,8 +55,9 @@ def test_cells_as_polars_reads_them() -> None:
     got = _frame(columns, [0, 1, 2, 3], 2)
     assert got.rows() == [("a", 'b"c', None, ""), ("x", "y,\r\nz", "1", "2")]
     assert_frame_equal(got, _polars(data, starts, ends, 4, [0, 1, 2, 3]))
-    views, values, validity, nulls = columns[2]
-    assert (views.size, nulls, validity.tolist()) == (32, 1, [0b10])
+    views, values, validity, nulls, edge, empty = columns[2]
+    assert (views.size, nulls, validity.tolist(), edge, empty) == (32, 1, [0b10], False, 0)
+    assert [column[4:] for column in columns] == [(False, 0), (False, 0), (False, 0), (False, 1)]
     assert views[:16].tolist() == [0] * 16  # a null's view is all zeros
     assert views[16:].tolist() == [1, 0, 0, 0, ord("1")] + [0] * 11  # inline, zero-padded
     assert [bytes(column[1]) for column in columns] == [b""] * 4  # all inline: no data buffer
@@ -92,11 +104,26 @@ def test_declines_what_polars_may_read_otherwise(record: bytes) -> None:
 def test_parse_batch_uses_it_and_falls_back_to_polars() -> None:
     good = b'h1,h2\n1,"a ""q"""\n2,\n'
     starts, ends = _records(good)
-    frame = _csv.parse_batch(good, starts[1:], ends[1:], ["h1", "h2"])
+    cleaning: dict[str, tuple[bool, bool]] = {}
+    frame = _csv.parse_batch(good, starts[1:], ends[1:], ["h1", "h2"], cleaning=cleaning)
     assert frame.rows() == [("1", 'a "q"'), ("2", None)]
+    assert cleaning == {"h1": (False, False), "h2": (False, False)}
     odd = b'h1,h2\n1,a"b\n'  # declined by the splitter: polars reads the stray quote as text
     starts, ends = _records(odd)
-    assert _csv.parse_batch(odd, starts[1:], ends[1:], ["h1", "h2"]).rows() == [("1", 'a"b')]
+    assert _csv.parse_batch(odd, starts[1:], ends[1:], ["h1", "h2"], cleaning=cleaning).rows() == [("1", 'a"b')]
+    assert cleaning == {"h1": (False, False), "h2": (False, False)}  # unchanged: polars parsed it
+
+
+def test_cleaning_learnt_on_the_way() -> None:
+    # leading and trailing spaces, inside quotes too; an empty string (not a null); a non-ASCII
+    # last byte (U+00A0 is whitespace) counts; a doubled quote at the edge is a quote, not a space
+    data = ' a,"",x\n"b ",c,"\u00a0y"\nd,,"q"""\n'.encode()
+    starts, ends = _records(data)
+    cleaning: dict[str, tuple[bool, bool]] = {}
+    frame = _csv.parse_batch(data, starts, ends, ["h1", "h2", "h3"], cleaning=cleaning)
+    assert frame.rows() == [(" a", "", "x"), ("b ", "c", "\u00a0y"), ("d", None, 'q"')]
+    assert cleaning == {"h1": (True, False), "h2": (False, True), "h3": (True, False)}
+    assert {name: needs_cleaning(frame.get_column(name)) for name in frame.columns} == cleaning
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
@@ -159,7 +186,9 @@ def test_well_formed_records_equal_polars(shape: tuple[int, list[list[str]]], se
     starts, ends = _records(raw, ord(separator))
     columns = fields(raw, starts, ends, np.array(keep), width, ord(separator))
     assert columns is not None  # nothing odd: the splitter does not decline
-    assert_frame_equal(_frame(columns, keep, len(starts)), _polars(raw, starts, ends, width, keep, separator))
+    got = _frame(columns, keep, len(starts))
+    assert_frame_equal(got, _polars(raw, starts, ends, width, keep, separator))
+    _assert_cleaning_known(columns, got)
 
 
 @settings(max_examples=300, deadline=None)
@@ -171,4 +200,6 @@ def test_whatever_it_does_not_decline_equals_polars(rows: list[list[str]], data:
     columns = fields(raw, starts, ends, np.array(keep), 3)
     if columns is None:
         return
-    assert_frame_equal(_frame(columns, keep, len(starts)), _polars(raw, starts, ends, 3, keep))
+    got = _frame(columns, keep, len(starts))
+    assert_frame_equal(got, _polars(raw, starts, ends, 3, keep))
+    _assert_cleaning_known(columns, got)

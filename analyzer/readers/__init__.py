@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import polars as pl
@@ -36,7 +37,15 @@ from analyzer._text import TextSource
 from analyzer.errors import InputError, location
 from analyzer.readers import _csv, _json
 from analyzer.readers._dates import CULTURE_DATE, DateOrder, decide_order, parse_timestamps
-from analyzer.readers._formats import MSGTRK_FIELDS, NEEDED, detect_columns, key, looks_like_config, normalize
+from analyzer.readers._formats import (
+    MSGTRK_FIELDS,
+    NEEDED,
+    Cleaning,
+    detect_columns,
+    key,
+    looks_like_config,
+    normalize,
+)
 from analyzer.readers._schema import DIRECTIONS, EVENTS, FORMATS, SCHEMA, finalize
 
 __all__ = ["DIRECTIONS", "EVENTS", "FORMATS", "KEY_FORMAT", "SCHEMA", "FileReport", "Ingest", "RecordSink", "detect",
@@ -459,12 +468,14 @@ def _decide_dates(fmt: str, raw: pl.DataFrame, order: DateOrder, opts: _Options,
 
 
 def _convert(fmt: str, raw: pl.DataFrame, path: Path, order: DateOrder, raw_text: callable,
-             spool: _Spool, index: int) -> tuple[int, list[tuple[int, str, str, str]]]:
+             spool: _Spool, index: int, cleaning: Cleaning = MappingProxyType({})
+             ) -> tuple[int, list[tuple[int, str, str, str]]]:
     """Normalize one batch, spool its records as part `index`; return (records kept, rejects).
-    Runs on a worker thread: it only touches its own batch (polars releases the GIL)."""
+    Runs on a worker thread: it only touches its own batch (polars releases the GIL).
+    `cleaning`: what the parser learnt of the raw columns (`_formats.normalize`)."""
     if raw.height == 0:
         return 0, []
-    part = normalize(fmt, raw)
+    part = normalize(fmt, raw, cleaning)
     stamps = parse_timestamps(part.get_column("_ts"), order)
     part = part.with_columns(stamps.alias("timestamp"))
     bad_ts = part.get_column("timestamp").is_null()
@@ -670,7 +681,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
             if isinstance(result, _NeedsOrder):
                 # the first such batch in file order decides, exactly as if read in line
                 _decide_dates(det.format, result.raw, order, opts, report)
-                result = _convert(det.format, result.raw, path, replace(order), *args[5:])
+                result = _convert(det.format, result.raw, path, replace(order), *args[5:], result.cleaning)
             kept, rows = result
             _settle(path, kept, sorted(ragged + rows), opts, report, spool)
 
@@ -729,7 +740,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
                     # and is settled in file order: see `_parse_convert`)
                     stamp = [i for i, name in enumerate(cols) if name == _ts_column(det.format, cols)]
                     if stamp:
-                        _decide_dates(det.format, _parse(*parse_args[:4], stamp, *parse_args[5:]), order, opts,
+                        _decide_dates(det.format, _parse(*parse_args[:4], stamp, *parse_args[5:])[0], order, opts,
                                       report)
 
                 def raw_text(wanted: list[int], _d=data, _s=starts, _e=ends, _l=lines) -> dict[int, str]:
@@ -754,9 +765,12 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
 
 
 def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, cols: list[str], keep: list[int],
-           lines: np.ndarray, separator: str = ",") -> pl.DataFrame:
-    raw = _csv.parse_batch(data, starts, ends, cols, keep, separator)
-    return raw.with_columns(pl.Series("source_line", lines))
+           lines: np.ndarray, separator: str = ",") -> tuple[pl.DataFrame, dict[str, tuple[bool, bool]]]:
+    """The batch's raw columns and ``source_line``, and what the parser learnt of their
+    cleaning (`_csv.parse_batch`)."""
+    cleaning: dict[str, tuple[bool, bool]] = {}
+    raw = _csv.parse_batch(data, starts, ends, cols, keep, separator, cleaning=cleaning)
+    return raw.with_columns(pl.Series("source_line", lines)), cleaning
 
 
 @dataclass
@@ -765,6 +779,7 @@ class _NeedsOrder:
     when the batch was handed out."""
 
     raw: pl.DataFrame
+    cleaning: Cleaning
 
 
 def _parse_convert(fmt: str, raw: pl.DataFrame | None, parse_args: tuple, path: Path, order: DateOrder,
@@ -774,13 +789,14 @@ def _parse_convert(fmt: str, raw: pl.DataFrame | None, parse_args: tuple, path: 
     file's date order is undecided, a batch with culture-form dates (the only ones it changes)
     comes back unconverted, for the main thread to decide in file order; ISO and other stamps
     convert the same whatever the order, so most files never wait."""
+    cleaning: Cleaning = {}
     if raw is None:
-        raw = _parse(*parse_args)
+        raw, cleaning = _parse(*parse_args)
     if order.how == "undecided" and raw.height:
         name = _ts_column(fmt, raw.columns)
         if name in raw.columns and raw.get_column(name).str.contains(CULTURE_DATE).any():
-            return _NeedsOrder(raw)
-    return _convert(fmt, raw, path, order, raw_text, spool, index)
+            return _NeedsOrder(raw, cleaning)
+    return _convert(fmt, raw, path, order, raw_text, spool, index, cleaning)
 
 
 def _unique_names(columns: list[str]) -> list[str]:

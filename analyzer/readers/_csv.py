@@ -107,9 +107,12 @@ def split_header(line: bytes, separator: str = ",") -> list[str]:
 
 
 def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[str],
-                keep: list[int] | None = None, separator: str = ",") -> pl.DataFrame:
+                keep: list[int] | None = None, separator: str = ",", *,
+                cleaning: dict[str, tuple[bool, bool]] | None = None) -> pl.DataFrame:
     """Parse the records data[starts[i]:ends[i]] (all with len(header) fields, line breaks left
     out) into String columns named by `header`; only the columns at the `keep` indices when given.
+    A `cleaning` dict receives, for the columns the compiled splitter cut, what
+    `_compiled.needs_cleaning` would say of them (``(trim, blank)``): it saw every byte.
 
     `data` must be valid UTF-8, as `TextSource` passes it on (validated, or transcoded with
     replacement characters): the compiled splitter (`analyzer._scan.fields`) cuts the kept cells
@@ -124,7 +127,10 @@ def parse_batch(data: bytes, starts: np.ndarray, ends: np.ndarray, header: list[
     if _fields is not None and keep and all(a < b for a, b in zip(keep, keep[1:])):
         columns = _fields(data, starts, ends, np.asarray(keep, dtype=np.int64), len(header), ord(separator))
         if columns is not None:
-            return pl.DataFrame([_string_series(name, len(starts), *column) for name, column in zip(names, columns)])
+            if cleaning is not None:
+                cleaning.update({name: (edge, empty > 0) for name, (*_, edge, empty) in zip(names, columns)})
+            return pl.DataFrame([_string_series(name, len(starts), *column[:4])
+                                 for name, column in zip(names, columns)])
     spans = runs(data, starts, ends)
     count = len(starts)
 

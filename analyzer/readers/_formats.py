@@ -5,7 +5,8 @@ record table. Column names are compared case-insensitively with punctuation remo
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 import polars as pl
 
@@ -21,6 +22,10 @@ MSGTRK_FIELDS = (
 ).split(",")
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
+
+#: ``(trim, blank)`` per column, as `needs_cleaning` answers, for columns already scanned.
+Cleaning = Mapping[str, tuple[bool, bool]]
+_NOTHING_KNOWN: Cleaning = MappingProxyType({})
 
 
 def key(name: str) -> str:
@@ -90,20 +95,25 @@ def direction_expr(frame: pl.DataFrame, col: pl.Expr) -> pl.Expr:
     return _vocabulary(frame, col, _DIRECTIONS, "unknown")
 
 
-def _c(frame: pl.DataFrame, *names: str) -> pl.Expr:
-    """The first of these (comparison-form) columns present and non-empty (trimmed), else null."""
+def _c(frame: pl.DataFrame, *names: str, known: Cleaning = _NOTHING_KNOWN) -> pl.Expr:
+    """The first of these (comparison-form) columns present and non-empty (trimmed), else null.
+    `known`: ``(trim, blank)`` of columns already scanned (see `needs_cleaning`)."""
     present = [n for n in names if n in frame.columns]
     if not present:
         return pl.lit(None, dtype=pl.String)
-    cleaned = [_cleaned(frame, n) for n in present]
+    cleaned = [_cleaned(frame, n, known) for n in present]
     return cleaned[0] if len(cleaned) == 1 else pl.coalesce(cleaned)
 
 
-def _cleaned(frame: pl.DataFrame, name: str) -> pl.Expr:
+def _cleaned(frame: pl.DataFrame, name: str, known: Cleaning) -> pl.Expr:
     # Trimming copies every value; most columns (addresses, ids, codes) have nothing to trim and
-    # no blank, which one compiled pass over the column's bytes tells.
+    # no blank, which one compiled pass over the column's bytes tells (or the CSV splitter,
+    # which saw every byte of the column as it cut it out: `known`).
     column = frame.get_column(name)
-    trim, blank = needs_cleaning(column) if column.dtype == pl.String else (True, True)
+    if column.dtype != pl.String:
+        trim, blank = True, True
+    else:
+        trim, blank = known[name] if name in known else needs_cleaning(column)
     if trim:
         return _blank_to_null(pl.col(name).str.strip_chars())
     return _blank_to_null(pl.col(name)) if blank else pl.col(name)
@@ -114,16 +124,17 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     return expr.replace("", None)
 
 
-def _mep(frame: pl.DataFrame, name: str) -> pl.Expr:
+def _mep(frame: pl.DataFrame, name: str, known: Cleaning) -> pl.Expr:
     # Get-MessageTraceDetail's Data column: <root><MEP Name="ConnectorId" String="..."/>...
-    return _blank_to_null(_c(frame, "data").str.extract(r'Name="%s"\s+String="([^"]*)"' % name, 1))
+    return _blank_to_null(_c(frame, "data", known=known).str.extract(r'Name="%s"\s+String="([^"]*)"' % name, 1))
 
 
-def normalize(fmt: str, frame: pl.DataFrame) -> pl.DataFrame:
+def normalize(fmt: str, frame: pl.DataFrame, known: Cleaning = _NOTHING_KNOWN) -> pl.DataFrame:
     """Map a raw table (String columns named in comparison form, plus ``source_line``) to the
     normalized columns, with the timestamp and size still as text in ``_ts`` and ``_size``.
-    Rows are exploded per recipient where the format packs several into one."""
-    c = lambda *names: _c(frame, *names)  # noqa: E731
+    Rows are exploded per recipient where the format packs several into one. `known` gives
+    `needs_cleaning`'s answer for columns the CSV splitter already scanned (`parse_batch`)."""
+    c = lambda *names: _c(frame, *names, known=known)  # noqa: E731
     if fmt == "exo_trace":
         out = frame.select(
             c("received").alias("_ts"),
@@ -148,13 +159,13 @@ def normalize(fmt: str, frame: pl.DataFrame) -> pl.DataFrame:
             pl.lit("unknown").alias("direction"),
             event_expr(frame, c("event")).alias("event"),
             c("event").alias("status"),
-            _mep(frame, "ClientIP").alias("client_ip"),
-            _mep(frame, "ServerIP").alias("server_ip"),
+            _mep(frame, "ClientIP", known).alias("client_ip"),
+            _mep(frame, "ServerIP", known).alias("server_ip"),
             c("senderaddress").alias("sender"),
             c("recipientaddress").alias("recipient"),
             c("messageid").alias("message_id"),
             c("messagetraceid").alias("message_key"),
-            _mep(frame, "ConnectorId").alias("connector_name"),
+            _mep(frame, "ConnectorId", known).alias("connector_name"),
             c("detail").alias("smtp_response"),
             pl.lit(None, dtype=pl.String).alias("_size"),
             pl.col("source_line"),
@@ -164,7 +175,8 @@ def normalize(fmt: str, frame: pl.DataFrame) -> pl.DataFrame:
         parts = frame.with_columns(
             c("recipientstatus").str.split(";").alias("_rs"),
         ).explode("_rs").with_columns(_blank_to_null(pl.col("_rs").str.strip_chars()))
-        cc = lambda *names: _c(parts, *names)  # noqa: E731
+        # exploded: each column holds the same values, repeated, so what is known still holds
+        cc = lambda *names: _c(parts, *names, known=known)  # noqa: E731
         status = pl.col("_rs").str.splitn("##", 2).struct.field("field_1").str.strip_chars()
         last = status.str.split(",").list.last().str.strip_chars()
         out = parts.select(
@@ -183,7 +195,7 @@ def normalize(fmt: str, frame: pl.DataFrame) -> pl.DataFrame:
             pl.col("source_line"),
         )
     elif fmt in ("exo_extended", "msgtrk"):
-        out = _tracking(frame)
+        out = _tracking(frame, known)
     elif fmt == "emailevents":
         out = frame.select(
             c("timestamp").alias("_ts"),
@@ -227,17 +239,17 @@ NEEDED = {
 NEEDED["msgtrk"] = NEEDED["exo_extended"]
 
 
-def _tracking(frame: pl.DataFrame) -> pl.DataFrame:
+def _tracking(frame: pl.DataFrame, known: Cleaning) -> pl.DataFrame:
     """Exchange message tracking logs and the EAC extended report share their fields.
     ``recipient-address`` may list several recipients with their statuses in the same order."""
-    c = lambda *names: _c(frame, *names)  # noqa: E731
+    c = lambda *names: _c(frame, *names, known=known)  # noqa: E731
     if not frame.select(c("recipientaddress").str.contains(";", literal=True).any()).item():
         # one recipient a row (the EAC report, most log rows): no explode needed
         base = frame.with_columns(
             c("recipientaddress").alias("_to1"),
             c("recipientstatus").alias("_st1"),
         )
-        return _tracking_select(base)
+        return _tracking_select(base, known)
     base = frame.with_columns(
         c("recipientaddress").str.split(";").alias("_to"),
         c("recipientstatus").str.split(";").alias("_st"),
@@ -250,11 +262,12 @@ def _tracking(frame: pl.DataFrame) -> pl.DataFrame:
         .then(pl.col("_st").list.get(pl.col("_i"), null_on_oob=True))
         .otherwise(pl.col("_st_all")).str.strip_chars().pipe(_blank_to_null).alias("_st1"),
     )
-    return _tracking_select(base)
+    # exploded: the columns read below hold the same values, repeated
+    return _tracking_select(base, known)
 
 
-def _tracking_select(base: pl.DataFrame) -> pl.DataFrame:
-    cc = lambda *names: _c(base, *names)  # noqa: E731
+def _tracking_select(base: pl.DataFrame, known: Cleaning) -> pl.DataFrame:
+    cc = lambda *names: _c(base, *names, known=known)  # noqa: E731
     client = pl.coalesce(cc("originalclientip"), cc("clientip"))
     if base.select((client.is_null() & cc("customdata").is_not_null()).any()).item():
         # the agent's CIP= (connecting IP) when the IP columns are empty; regex only if needed
