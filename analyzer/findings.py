@@ -47,6 +47,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from analyzer._partials import Cache, Day, canonical, collect
 from analyzer.config import AcceptedDomain, Connectors, InboundConnector, OutboundConnector
@@ -302,7 +303,19 @@ def _frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     if not rows:
         return _empty()
     # column by column: polars reads lists of values much faster than a list of dicts
-    return pl.DataFrame({name: [row[name] for row in rows] for name in FINDINGS_SCHEMA}, schema=FINDINGS_SCHEMA)
+    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in FINDINGS_SCHEMA}
+    columns["sample_message_ids"] = _text_lists(columns["sample_message_ids"])
+    return pl.DataFrame(columns, schema=FINDINGS_SCHEMA)
+
+
+def _text_lists(lists: list[list[str]]) -> pl.Series:
+    """Python lists of text as a List(String) column. Polars builds a Series per inner list (a
+    rule over ten thousand sources spent 0.15 s there); one Arrow list array from the values and
+    their offsets costs a millisecond."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum([len(values) for values in lists], out=offsets[1:])
+    flat = pa.array([value for values in lists for value in values], pa.large_string())
+    return pl.Series(pa.LargeListArray.from_arrays(pa.array(offsets), flat)).cast(pl.List(pl.String))
 
 
 def _finding(kind: str, severity: str, subject: str, row: dict[str, Any], detail: str,

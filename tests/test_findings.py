@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer import findings
 from analyzer.config import Connectors, InboundConnector, OutboundConnector
@@ -1158,3 +1160,14 @@ def test_records_without_message_ids_are_not_called_zero_messages() -> None:
     assert _records_text(23, 0) == "23 records"  # Postfix NOQUEUE rejects have no queue id
     assert _records_text(12, 5) == "12 records (5 messages)"
     assert _records_text(1, 1) == "1 record (1 message)"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=30), max_size=5), max_size=20))
+def test_sample_lists_build_as_polars_builds_them(lists: list[list[str]]) -> None:
+    from analyzer.findings import _text_lists
+
+    got = _text_lists(lists)
+    assert got.dtype == pl.List(pl.String)
+    assert got.to_list() == lists
+    assert got.equals(pl.Series(lists, dtype=pl.List(pl.String)))
