@@ -27,7 +27,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from types import MappingProxyType
 
 import numpy as np
 import polars as pl
@@ -40,6 +39,7 @@ from analyzer.readers._dates import CULTURE_DATE, DateOrder, decide_order, parse
 from analyzer.readers._formats import (
     MSGTRK_FIELDS,
     NEEDED,
+    NOTHING_KNOWN,
     Cleaning,
     detect_columns,
     key,
@@ -468,7 +468,7 @@ def _decide_dates(fmt: str, raw: pl.DataFrame, order: DateOrder, opts: _Options,
 
 
 def _convert(fmt: str, raw: pl.DataFrame, path: Path, order: DateOrder, raw_text: callable,
-             spool: _Spool, index: int, cleaning: Cleaning = MappingProxyType({})
+             spool: _Spool, index: int, cleaning: Cleaning = NOTHING_KNOWN
              ) -> tuple[int, list[tuple[int, str, str, str]]]:
     """Normalize one batch, spool its records as part `index`; return (records kept, rejects).
     Runs on a worker thread: it only touches its own batch (polars releases the GIL).

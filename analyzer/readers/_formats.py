@@ -25,7 +25,7 @@ _NON_ALNUM = re.compile(r"[^a-z0-9]")
 
 #: ``(trim, blank)`` per column, as `needs_cleaning` answers, for columns already scanned.
 Cleaning = Mapping[str, tuple[bool, bool]]
-_NOTHING_KNOWN: Cleaning = MappingProxyType({})
+NOTHING_KNOWN: Cleaning = MappingProxyType({})
 
 
 def key(name: str) -> str:
@@ -95,7 +95,7 @@ def direction_expr(frame: pl.DataFrame, col: pl.Expr) -> pl.Expr:
     return _vocabulary(frame, col, _DIRECTIONS, "unknown")
 
 
-def _c(frame: pl.DataFrame, *names: str, known: Cleaning = _NOTHING_KNOWN) -> pl.Expr:
+def _c(frame: pl.DataFrame, *names: str, known: Cleaning = NOTHING_KNOWN) -> pl.Expr:
     """The first of these (comparison-form) columns present and non-empty (trimmed), else null.
     `known`: ``(trim, blank)`` of columns already scanned (see `needs_cleaning`)."""
     present = [n for n in names if n in frame.columns]
@@ -129,7 +129,7 @@ def _mep(frame: pl.DataFrame, name: str, known: Cleaning) -> pl.Expr:
     return _blank_to_null(_c(frame, "data", known=known).str.extract(r'Name="%s"\s+String="([^"]*)"' % name, 1))
 
 
-def normalize(fmt: str, frame: pl.DataFrame, known: Cleaning = _NOTHING_KNOWN) -> pl.DataFrame:
+def normalize(fmt: str, frame: pl.DataFrame, known: Cleaning = NOTHING_KNOWN) -> pl.DataFrame:
     """Map a raw table (String columns named in comparison form, plus ``source_line``) to the
     normalized columns, with the timestamp and size still as text in ``_ts`` and ``_size``.
     Rows are exploded per recipient where the format packs several into one. `known` gives
