@@ -27,10 +27,11 @@ __all__ = ["render", "render_text", "write"]
 SEVERITY_ORDER = ("high", "medium", "low", "info")
 _MAX_ROWS = 200  # findings listed in full; the rest are counted (findings.json has them all)
 
-_TEMPLATE = r"""{%- macro kind_table(rows) -%}
-{% if rows %}<table><tr><th>severity</th><th>kind</th><th>subject</th><th class="num">count</th><th>detail and recommendation</th></tr>
-{% for f in rows %}<tr><td><span class="sev sev-{{ f.severity }}">{{ f.severity }}</span></td><td>{{ f.kind }}</td><td class="mono">{{ f.subject }}</td>
+_TEMPLATE = r"""{%- macro kind_table(section) -%}
+{% if section.rows %}<table><tr><th>severity</th><th>kind</th><th>subject</th><th class="num">count</th><th>detail and recommendation</th></tr>
+{% for f in section.rows %}<tr><td><span class="sev sev-{{ f.severity }}">{{ f.severity }}</span></td><td>{{ f.kind }}</td><td class="mono">{{ f.subject }}</td>
 <td class="num">{{ "{:,}".format(f["count"]) }}</td><td>{{ f.detail }}<br><b>&rarr;</b> {{ f.recommendation }}</td></tr>{% endfor %}</table>
+{% if section.more %}<p class="muted">... and {{ "{:,}".format(section.more) }} more in findings.json.</p>{% endif %}
 {% else %}<p>None found.</p>{% endif %}
 {%- endmacro %}
 <!DOCTYPE html>
@@ -296,6 +297,17 @@ def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None
             .sort(["messages", "subject"], descending=[True, False]).head(top).to_dicts())
 
 
+def _section(rows: list[dict], kinds: tuple[str, ...]) -> dict[str, Any]:
+    """The findings of `kinds` a report section lists: by severity, then the largest first (a
+    capped list of sources should show the heaviest), at most `_MAX_ROWS` of them; ``more`` counts
+    the rest, which findings.json holds. A large tenant has thousands of unrouted sources: listed
+    in full, they made a 5-million-record report 4.9 MB, too large to mail."""
+    rank = {s: i for i, s in enumerate(SEVERITY_ORDER)}
+    chosen = sorted((r for r in rows if r["kind"] in kinds),
+                    key=lambda r: (rank.get(r["severity"], len(rank)), -(r["count"] or 0), r["subject"] or "", r["kind"]))
+    return {"rows": chosen[:_MAX_ROWS], "more": max(len(chosen) - _MAX_ROWS, 0)}
+
+
 def render(out_dir: str | os.PathLike, cache: _partials.Cache | None = None) -> str:
     """report.html for the outputs in `out_dir` (per-day partials of the records through `cache`)."""
     out = Path(out_dir)
@@ -331,9 +343,9 @@ def render(out_dir: str | os.PathLike, cache: _partials.Cache | None = None) -> 
         traffic_connector=_traffic(traffic.get("inbound_connector"), "Messages by inbound connector"),
         traffic_direction=_traffic(traffic.get("direction"), "Messages by direction"),
         subjects=_subjects(records, cache=cache),
-        unrouted=[r for r in all_rows if r["kind"] in ("unrouted_inbound", "direct_send")],
-        open_relay=[r for r in all_rows if r["kind"] in ("open_relay", "relay_rejected")],
-        configuration=[r for r in all_rows if r["kind"] == "connector_config"],
+        unrouted=_section(all_rows, ("unrouted_inbound", "direct_send")),
+        open_relay=_section(all_rows, ("open_relay", "relay_rejected")),
+        configuration=_section(all_rows, ("connector_config",)),
     )
     return html
 

@@ -188,3 +188,30 @@ def test_top_subjects_count_distinct_messages_and_senders_across_days(tmp_path: 
                      orient="row").write_parquet(part)
     assert _report._subjects(records) == [{"subject": "A", "messages": 3, "senders": 1},
                                           {"subject": "B", "messages": 2, "senders": 2}]
+
+
+def test_sections_list_the_largest_sources_and_count_the_rest(sample_report: Path, tmp_path: Path) -> None:
+    """A large tenant has thousands of unrouted sources: a section lists `_MAX_ROWS` of them, by
+    severity and then the largest first, and counts the rest, so the report stays small enough
+    to mail; findings.json keeps them all."""
+    out = tmp_path / "report"
+    shutil.copytree(sample_report, out)
+    findings = pl.read_parquet(out / "findings.parquet")
+    template = findings.filter(pl.col("kind") == "unrouted_inbound").head(1)
+    n = _report._MAX_ROWS + 37
+    many = pl.concat([template.with_columns(pl.lit(f"192.0.2.{i % 250}-{i}").alias("subject"),
+                                            pl.lit(10_000 + i, dtype=template.schema["count"]).alias("count"))
+                      for i in range(n)])
+    pl.concat([findings, many]).write_parquet(out / "findings.parquet")
+    html = _report.render(out)
+    section = html[html.index('<section id="unrouted">'):html.index('<section id="open-relay">')]
+    shown = re.findall(r'<td class="mono">([^<]*)</td>', section)
+    assert len(shown) == _report._MAX_ROWS
+    planted = {f"192.0.2.{i % 250}-{i}": 10_000 + i for i in range(n)}
+    # the sample's one medium direct-send finding first, then the planted (info) ones from the
+    # largest down, all larger than the sample's own unrouted finding
+    assert shown[0] not in planted
+    assert [planted[s] for s in shown[1:]] == [10_000 + i for i in range(n - 1, n - _report._MAX_ROWS, -1)]
+    rest = n + 2 - _report._MAX_ROWS  # the sample's own unrouted and direct-send findings too
+    assert f"... and {rest:,} more in findings.json." in section
+    assert len(html.encode()) < 2 * 2**20
