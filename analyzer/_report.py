@@ -20,7 +20,7 @@ import jinja2
 import polars as pl
 
 from analyzer import _io, _partials, _svg
-from analyzer._partials import canonical
+from analyzer._partials import canonical, distinct_pairs
 
 __all__ = ["render", "render_text", "write"]
 
@@ -268,7 +268,7 @@ def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None
 
     def queries(day: pl.LazyFrame) -> list[pl.LazyFrame]:
         rows = day.filter(pl.col("subject").is_not_null())
-        return [rows.select(subject, pl.col(column).hash(seed=7).alias("_v")).unique()
+        return [distinct_pairs(rows, [subject], pl.col(column).hash(seed=7), "_v")
                 for column in ("message_key", "sender")]
 
     def compute(records: pl.LazyFrame) -> list[pl.DataFrame]:
@@ -276,13 +276,13 @@ def _subjects(records: Path | None, top: int = 10, cache: _partials.Cache | None
         rows = records.filter(pl.col("subject").is_not_null()).select(
             subject, pl.col("message_key").hash(seed=7).alias("_m"), pl.col("sender").hash(seed=7).alias("_v"),
         ).collect(engine="streaming").lazy()
-        return pl.collect_all([rows.select("_s", pl.col("_m").alias("_v")).unique(),
-                               rows.select("_s", "_v").unique()])
+        return pl.collect_all([distinct_pairs(rows, ["_s"], pl.col("_m"), "_v"),
+                               distinct_pairs(rows, ["_s"], pl.col("_v"), "_v")])
 
     for day in days:
         for name, result in zip(pairs, _partials.collect(day, queries, cache, compute)):
             pairs[name].append(result)
-    messages, senders = (pl.concat(frames).unique().group_by("_s").agg(pl.len().alias(name))
+    messages, senders = (pl.concat(frames).group_by("_s").agg(pl.col("_v").n_unique().alias(name))
                          for name, frames in pairs.items())
     counts = messages.join(senders, on="_s")
     # enough candidates that ties on the count are broken by the text, as if sorted by it

@@ -748,7 +748,8 @@ def _usage(days: list[_partials.Day], cache: _partials.Cache | None) -> pl.DataF
             # the message key's 64-bit hash stands for it: 8 bytes a message instead of the text
             queries[column, "messages"] = rows.group_by(column, pl.col("message_key").hash(seed=11).alias("_m")) \
                 .agg(pl.col("size_bytes").max())
-            queries[column, "sources"] = rows.select(column, "client_ip").drop_nulls().unique()
+            queries[column, "sources"] = _partials.distinct_pairs(
+                rows.drop_nulls("client_ip"), [column], pl.col("client_ip"), "client_ip")
             queries[column, "totals"] = rows.group_by(column).agg(
                 pl.col("timestamp").min().alias("first_seen"),
                 pl.col("timestamp").max().alias("last_seen"),
@@ -766,8 +767,8 @@ def _usage(days: list[_partials.Day], cache: _partials.Cache | None) -> pl.DataF
         per_message = (pl.concat(parts[column, "messages"]).group_by(column, "_m").agg(pl.col("size_bytes").max())
                        .group_by(column).agg(pl.len().cast(pl.Int64).alias("messages"),
                                              pl.col("size_bytes").sum().alias("bytes")))
-        per_source = (pl.concat(parts[column, "sources"]).unique().group_by(column)
-                      .agg(pl.len().cast(pl.Int64).alias("sources")))
+        per_source = (pl.concat(parts[column, "sources"]).group_by(column)
+                      .agg(pl.col("client_ip").n_unique().cast(pl.Int64).alias("sources")))
         merged = pl.concat(parts[column, "totals"]).group_by(column).agg(
             pl.col("first_seen").min(), pl.col("last_seen").max(), pl.col("failures").sum(),
             pl.col("deferrals").sum())

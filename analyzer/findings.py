@@ -49,7 +49,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from analyzer._partials import Cache, Day, canonical, collect
+from analyzer._partials import Cache, Day, canonical, collect, distinct_pairs
 from analyzer.config import AcceptedDomain, Connectors, InboundConnector, OutboundConnector
 from analyzer.errors import PrefixError
 from analyzer.matching import NO_MATCH, NOT_AN_IP, PrefixTable
@@ -1158,8 +1158,8 @@ def _grouped(
                 pl.col("timestamp").max().alias("last_seen"),
                 *[pl.col(column).min().alias(name) for name, column in minimum.items()],
             ),
-            "messages": frame.filter(pl.col("message_key").is_not_null())
-            .select(*keys, pl.col("message_key").hash(seed=_MESSAGE_SEED).alias("_m")).unique(),
+            "messages": distinct_pairs(frame.filter(pl.col("message_key").is_not_null()), keys,
+                                       pl.col("message_key").hash(seed=_MESSAGE_SEED), "_m"),
             # the five smallest distinct ids of the day are enough: the period's five smallest are
             # among the days' five smallest
             "samples": frame.select(*keys, _SAMPLE_ID.alias("_id")).drop_nulls("_id")
@@ -1167,7 +1167,7 @@ def _grouped(
             # values under their own name: a top or distinct column may also be a key
             **{f"top:{c}": frame.filter(pl.col(c).is_not_null()).group_by(*keys, pl.col(c).alias("_v"))
                .agg(pl.len().alias("_n")) for c in tops},
-            **{f"distinct:{name}": frame.select(*keys, pl.col(column).alias("_v")).unique()
+            **{f"distinct:{name}": distinct_pairs(frame, keys, pl.col(column), "_v")
                for name, column in distinct.items()},
         }
 
@@ -1187,8 +1187,8 @@ def _grouped(
     base = pl.concat(parts["base"]).group_by(keys).agg(
         pl.col("count").sum(), pl.col("first_seen").min(), pl.col("last_seen").max(),
         *[pl.col(name).min() for name in minimum])
-    messages = (pl.concat(parts["messages"]).unique().group_by(keys)
-                .agg(pl.len().cast(pl.Int64).alias("messages")))
+    messages = (pl.concat(parts["messages"]).group_by(keys)
+                .agg(pl.col("_m").n_unique().cast(pl.Int64).alias("messages")))
     samples = (pl.concat(parts["samples"]).explode("_id").unique().group_by(keys)
                .agg(pl.col("_id").sort().head(5).alias("sample_message_ids")))
     out = (base.join(messages, on=keys, how="left", nulls_equal=True)
@@ -1203,8 +1203,8 @@ def _grouped(
         )
         out = out.join(top, on=keys, how="left", nulls_equal=True)
     for name in distinct:
-        n = (pl.concat(parts[f"distinct:{name}"]).unique().group_by(keys)
-             .agg(pl.len().cast(pl.Int64).alias(name)))
+        n = (pl.concat(parts[f"distinct:{name}"]).group_by(keys)
+             .agg(pl.col("_v").n_unique().cast(pl.Int64).alias(name)))
         out = out.join(n, on=keys, how="left", nulls_equal=True)
     return out
 
