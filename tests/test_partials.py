@@ -11,6 +11,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from analyzer import _io, _partials, _report, analyses, findings
 
@@ -273,3 +275,21 @@ def test_a_day_read_in_slices_gives_what_it_gives_whole(tmp_path: Path, first: a
     assert narrowed.identity is None and len(narrowed.slices) == len(days[0].slices)
     assert sum(s.select(pl.len()).collect().item() for s in narrowed.slices) == \
         narrowed.frame.select(pl.len()).collect().item()
+
+
+_CELL = st.one_of(st.none(), st.sampled_from(["a", "b", "c"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(_CELL, _CELL, st.one_of(st.none(), st.integers(0, 4))), max_size=40))
+def test_distinct_pairs_are_the_unique_pairs(rows: list) -> None:
+    """`distinct_pairs` gives the rows of ``unique()`` over the keys and the value, null keys and
+    null values counting as one, and counts merge as ``n_unique`` of them."""
+    frame = pl.DataFrame(rows, schema={"k1": pl.String, "k2": pl.String, "v": pl.Int64}, orient="row")
+    got = _partials.distinct_pairs(frame.lazy(), ["k1", "k2"], pl.col("v") * 2, "_v").collect()
+    want = frame.select("k1", "k2", (pl.col("v") * 2).alias("_v")).unique()
+    order = ["k1", "k2", "_v"]
+    assert got.sort(order, nulls_last=True).equals(want.sort(order, nulls_last=True))
+    counts = got.group_by("k1", "k2").agg(pl.col("_v").n_unique().alias("n"))
+    expected = want.group_by("k1", "k2").agg(pl.len().alias("n"))
+    assert counts.sort("k1", "k2", nulls_last=True).equals(expected.sort("k1", "k2", nulls_last=True))
