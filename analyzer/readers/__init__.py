@@ -765,7 +765,7 @@ def _read_csv(source: TextSource, det: _Detected, opts: _Options, report: FileRe
 
 
 def _parse(data: bytes, starts: np.ndarray, ends: np.ndarray, cols: list[str], keep: list[int],
-           lines: np.ndarray, separator: str = ",") -> tuple[pl.DataFrame, dict[str, tuple[bool, bool]]]:
+           lines: np.ndarray, separator: str = ",") -> tuple[pl.DataFrame, Cleaning]:
     """The batch's raw columns and ``source_line``, and what the parser learnt of their
     cleaning (`_csv.parse_batch`)."""
     cleaning: dict[str, tuple[bool, bool]] = {}
@@ -789,7 +789,7 @@ def _parse_convert(fmt: str, raw: pl.DataFrame | None, parse_args: tuple, path: 
     file's date order is undecided, a batch with culture-form dates (the only ones it changes)
     comes back unconverted, for the main thread to decide in file order; ISO and other stamps
     convert the same whatever the order, so most files never wait."""
-    cleaning: Cleaning = {}
+    cleaning: Cleaning = NOTHING_KNOWN
     if raw is None:
         raw, cleaning = _parse(*parse_args)
     if order.how == "undecided" and raw.height:
